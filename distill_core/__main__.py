@@ -1,0 +1,260 @@
+"""Command line: ``python -m distill_core train|runs|eval|datasets|models|methods|download ...``.
+
+Every command writes or reads the same run folders the app shows. Bad names or values print
+one line starting with ``error:`` and exit with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A bad name or value on the command line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one clear line instead of usage + message
+        raise UsageError(f"{message} (see `python -m distill_core {self.prog.split()[-1]} --help`)"
+                         if " " in self.prog else f"{message} (see `python -m distill_core --help`)")
+
+
+def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} must look like KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = _Parser(prog="python -m distill_core", description="Robust Distillation Lab: train, evaluate and list runs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model with a method; writes a run folder")
+    t.add_argument("--dataset", default="mnist-5k")
+    t.add_argument("--model", default="papernot-cnn")
+    t.add_argument("--method", default="standard")
+    t.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                   help="a method setting, e.g. --set T=20 (repeatable; see `methods`)")
+    t.add_argument("--teacher", dest="teachers", action="append", metavar="ROLE=RUN",
+                   help="a teacher by role: a run folder, a run name under --runs-dir, or a zoo name")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--momentum", type=float, default=d.momentum)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--schedule", choices=("none", "step", "cosine"), default=d.schedule)
+    t.add_argument("--milestones", default=None, help="step schedule epochs, e.g. 40,60 (or fractions 0.5,0.75)")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--device", default=d.device, help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    t.add_argument("--fraction", type=float, default=1.0, help="share of the training split to use (0, 1]")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
+    t.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N test samples")
+    t.add_argument("--runs-dir", default="runs")
+    t.add_argument("--name", default=None, help="run folder name (default: date-method-dataset-model-id)")
+    t.add_argument("--data-root", default=None, help="where mnist / fashion-mnist / cifar10 live (default ./data)")
+    t.add_argument("--download", action="store_true", help="download a torchvision dataset if it is missing")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("runs", help="list the runs in a runs folder")
+    r.add_argument("--runs-dir", default="runs")
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    e = sub.add_parser("eval", help="clean (and robust) test accuracy of a run")
+    e.add_argument("run", help="a run folder")
+    e.add_argument("--attacks", default="", help="comma-separated attacks, e.g. fgsm,pgd,cw_linf,jsma")
+    e.add_argument("--n", type=int, default=500, help="test samples used for the attacks")
+    e.add_argument("--device", default="auto")
+
+    sub.add_parser("datasets", help="list the datasets")
+    sub.add_parser("models", help="list the models")
+    sub.add_parser("methods", help="list the methods and their settings")
+    dl = sub.add_parser("download", help="download mnist, fashion-mnist or cifar10 (needs internet)")
+    dl.add_argument("dataset")
+    dl.add_argument("--data-root", default=None)
+    return p
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .jobs import TrainSpec, prepare_training
+    from .train import TrainConfig
+
+    train_kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+                        seed=args.seed, device=args.device, max_steps=args.max_steps, eval_samples=args.eval_samples)
+    if args.milestones:
+        try:
+            train_kwargs["milestones"] = tuple(float(m) for m in args.milestones.split(","))
+        except ValueError:
+            raise UsageError(f"--milestones must be numbers separated by commas, got {args.milestones!r}") from None
+    try:
+        config = TrainConfig(**train_kwargs)
+        spec = TrainSpec(dataset=args.dataset, model=args.model, method=args.method,
+                         method_config=_key_values(args.settings, "--set"), train=config,
+                         teachers=_key_values(args.teachers, "--teacher"), fraction=args.fraction,
+                         data_root=args.data_root, download=args.download, name=args.name)
+        stop = threading.Event()
+        trainer, writer = prepare_training(spec, args.runs_dir, stop=stop)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop cleanly, keep the model
+    bar = None
+    final = None
+    try:
+        for event in trainer.run():
+            if event.kind == "start":
+                print(f"training {spec.method} / {spec.model} on {spec.dataset} ({event.data['n_train']} samples) "
+                      f"on {event.data['device']}", file=sys.stderr)
+                bar = tqdm(total=event.data["total_steps"], disable=args.quiet, unit="step", file=sys.stderr)
+            elif event.kind == "step" and bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=event.epoch + 1, loss=f"{event.data['loss']:.4f}", refresh=False)
+            elif event.kind == "eval" and bar is not None:
+                bar.write(f"epoch {event.epoch + 1}: test accuracy {event.data['test_accuracy']:.2%}")
+            elif event.kind in ("done", "stopped", "diverged", "error"):
+                final = event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    s = final.data
+    acc = "n/a" if s.get("test_accuracy") is None else f"{s['test_accuracy']:.2%}"
+    line = f"{final.kind}: test accuracy {acc}, {s['epochs']} epochs, {s['seconds']:.1f} s, run {writer.path}"
+    if s.get("reason"):
+        line += f" ({s['reason']})"
+    print(line)
+    return EXIT_OK if final.kind in ("done", "stopped") else EXIT_FAILED
+
+
+def cmd_runs(args) -> int:
+    from .runs import list_runs
+
+    runs = list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps([r.row() for r in runs], indent=2))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs in {args.runs_dir}")
+        return EXIT_OK
+    print(f"{'name':<58} {'status':<9} {'method':<10} {'dataset':<10} {'model':<13} {'epochs':>6} {'test acc':>9}")
+    for r in runs:
+        row = r.row()
+        acc = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.2%}"
+        print(f"{row['name']:<58} {row['status']:<9} {row['method'] or '':<10} {row['dataset'] or '':<10} "
+              f"{row['model'] or '':<13} {row['epochs'] if row['epochs'] is not None else '':>6} {acc:>9}")
+        if r.broken:
+            print(f"    broken: {r.error}")
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from .data import load_dataset
+    from .device import choose_device
+    from .runs import RunError, load_model, update_summary
+    from .train import evaluate_accuracy
+
+    if not Path(args.run).is_dir():
+        raise UsageError(f"no run folder at {args.run}")
+    device = choose_device(args.device).device
+    try:
+        model, info, config = load_model(args.run, device)
+        test, _ = load_dataset(config["dataset"], "test", seed=config["train"]["seed"],
+                               **config.get("dataset_options", {}))
+    except (RunError, ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not attacks:
+        acc = evaluate_accuracy(model, test, device=device)
+        print(f"clean test accuracy: {acc:.2%} ({len(test)} samples, {config['dataset']}, {config['model']})")
+        return EXIT_OK
+    from .attacks import list_attacks
+    from .evaluate import robustness_table
+
+    unknown = [a for a in attacks if a not in list_attacks()]
+    if unknown:
+        raise UsageError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(list_attacks())}")
+    n = min(args.n, len(test))
+    x, y = test.tensors[0][:n].to(device), test.tensors[1][:n].to(device)
+    table = robustness_table(model, (x, y), attacks=attacks, info=info)
+    print(f"{'attack':<12} {'settings':<40} {'accuracy':>9}")
+    for row in table:
+        print(f"{row['attack']:<12} {row.get('settings', ''):<40} {row['accuracy']:>9.2%}")
+    update_summary(args.run, robustness={"n": n, "table": table,
+                                         "robust_accuracy": min(r["accuracy"] for r in table)})
+    return EXIT_OK
+
+
+def cmd_list(what: str) -> int:
+    if what == "datasets":
+        from .data import dataset_description, list_datasets
+
+        for name in list_datasets():
+            print(f"{name:<15} {dataset_description(name)}")
+    elif what == "models":
+        from .models import describe_model, list_models
+
+        for name in list_models():
+            print(f"{name:<15} {describe_model(name)}")
+    else:
+        import dataclasses
+
+        from .methods import get_method, list_methods
+
+        for name in list_methods():
+            cls = get_method(name)
+            settings = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls.Config))
+            roles = f" [teachers: {', '.join(cls.teacher_roles)}]" if cls.teacher_roles else ""
+            print(f"{name:<10} {cls.summary}{roles}\n{'':<10} settings: {settings or '-'}")
+    return EXIT_OK
+
+
+def cmd_download(args) -> int:
+    from .data import download_dataset
+
+    try:
+        root = download_dataset(args.dataset, args.data_root)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"{args.dataset} is in {root}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "download":
+            return cmd_download(args)
+        return cmd_list(args.command)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

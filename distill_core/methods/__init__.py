@@ -1,0 +1,191 @@
+"""Training objectives ("methods"), one module each, one shared interface.
+
+A method is a small class with a config dataclass holding the paper's defaults::
+
+    method = build_method("trades", model, {"beta": 6.0})
+    loss, logs = method.loss(x, y, state)     # logs: named floats the app plots
+
+The Trainer owns the optimiser, schedule, events and checkpoints; a method only says what
+the loss of one batch is. Teachers are passed by role (``teachers={"teacher": net}``),
+frozen and put in eval mode here, never trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..data import DatasetInfo
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+@dataclass
+class Controls:
+    """Values a user sets while a run goes (live tuning), read by the method at its next step.
+
+    Thread-safe: the app's thread calls :meth:`set` / :meth:`clear`, the worker :meth:`get`.
+    A method documents which keys it honours (MTARD: ``tau_nat``, ``tau_adv``, ``w_nat``, ``w_adv``).
+    """
+
+    _values: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def set(self, key: str, value: float) -> None:
+        with self._lock:
+            self._values[key] = float(value)
+
+    def clear(self, key: str | None = None) -> None:
+        with self._lock:
+            if key is None:
+                self._values.clear()
+            else:
+                self._values.pop(key, None)
+
+    def get(self, key: str) -> float | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._values)
+
+
+@dataclass
+class TrainState:
+    """Where training is, as a method sees it."""
+
+    epoch: int = 0                  # 0-based epoch in progress
+    epochs: int = 1                 # total epochs planned
+    step: int = 0                   # global optimiser step (0-based, before this step)
+    steps_per_epoch: int = 1
+    lr: float = 0.0
+    lr_decays: int = 0              # how many times a step schedule has cut the lr so far
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    controls: Controls = field(default_factory=Controls)
+
+
+class Method:
+    """Base class: subclasses set ``name``, ``Config`` and ``teacher_roles`` and implement :meth:`loss`."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Config: ClassVar[type] = type(None)
+    teacher_roles: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: nn.Module, config: Any = None, teachers: Mapping[str, nn.Module] | None = None,
+                 info: DatasetInfo | None = None):
+        self.model = model
+        self.info = info
+        self.config = config if config is not None else self.Config()
+        teachers = dict(teachers or {})
+        missing = [r for r in self.teacher_roles if r not in teachers]
+        if missing:
+            raise ValueError(f"method {self.name!r} needs teacher(s): {', '.join(missing)}")
+        for t in teachers.values():
+            freeze(t)
+        self.teachers: dict[str, nn.Module] = teachers
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        """Hook for per-epoch schedules (BSS's alpha / beta); default: nothing."""
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The loss of one batch (a scalar to minimise) and named values to log (floats or 0-d tensors)."""
+        raise NotImplementedError
+
+    def default_eps(self, eps: float | None) -> float:
+        """``eps`` if set, else the dataset's usual Linf budget (0.3 MNIST-like, 8/255 CIFAR)."""
+        if eps is not None:
+            return float(eps)
+        return self.info.default_eps if self.info is not None else 0.3
+
+    def to(self, device: torch.device) -> Method:
+        self.model.to(device)
+        for t in self.teachers.values():
+            t.to(device)
+        return self
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Teacher mode: eval, no gradients to its parameters."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def list_methods() -> list[str]:
+    _load_all()
+    return list(_METHODS)
+
+
+def get_method(name: str) -> type[Method]:
+    _load_all()
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from: {', '.join(_METHODS)}")
+    return _METHODS[name]
+
+
+def make_config(name: str, values: Mapping[str, Any] | None = None) -> Any:
+    """The method's config dataclass with ``values`` (strings are parsed by the field's type)."""
+    cls = get_method(name).Config
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in (values or {}).items():
+        if key not in fields:
+            raise ValueError(f"method {name!r} has no setting {key!r}; settings: {', '.join(fields) or 'none'}")
+        kwargs[key] = _parse(fields[key], value) if isinstance(value, str) else value
+    return cls(**kwargs)
+
+
+def _parse(f: dataclasses.Field, text: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if "bool" in kind:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if "float" in kind:
+            return None if text.lower() == "none" and "None" in kind else float(text)
+        if "int" in kind:
+            return None if text.lower() == "none" and "None" in kind else int(text)
+    except ValueError:
+        raise ValueError(f"setting {f.name!r} expects {kind}, got {text!r}") from None
+    return text
+
+
+def build_method(name: str, model: nn.Module, config: Mapping[str, Any] | Any = None,
+                 teachers: Mapping[str, nn.Module] | None = None, info: DatasetInfo | None = None) -> Method:
+    """Instantiate method ``name`` for ``model``; ``config`` is a dict of overrides or a config object."""
+    cls = get_method(name)
+    if config is None or isinstance(config, Mapping):
+        config = make_config(name, config)
+    return cls(model, config, teachers, info)
+
+
+def _load_all() -> None:
+    # Importing the modules runs their @register_method decorators.
+    from . import pgd_at, standard, trades  # noqa: F401
+    for optional in ("kd", "defensive", "bss", "ard", "rslad", "mtard"):
+        try:
+            __import__(f"{__name__}.{optional}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{optional}":
+                raise

@@ -1,0 +1,56 @@
+"""TRADES (Zhang et al. 2019): ``CE(f(x), y) + beta * KL(f(x) || f(x'))``.
+
+x' maximises ``KL(f(x) || f(x'))`` inside the Linf ball, from ``x + 0.001 N(0, 1)``, with the
+model in eval mode; beta = 6 as in the paper. The KL is summed over classes and averaged over
+the batch (``batchmean``), as in the authors' code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..attacks import pgd
+from . import Method, register_method
+
+
+@dataclass
+class TRADESConfig:
+    beta: float = 6.0
+    eps: float | None = None      # None = the dataset's Linf budget
+    alpha: float | None = None    # None = 2.5 * eps / steps
+    steps: int = 10
+
+
+def kl_to(probs_ref: torch.Tensor):
+    """Per-sample loss ``KL(probs_ref || softmax(logits))`` for an attack to maximise."""
+
+    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(logits, 1), probs_ref, reduction="none").sum(1)
+
+    return loss_fn
+
+
+@register_method
+class TRADES(Method):
+    name = "trades"
+    summary = "TRADES: clean cross-entropy + beta * KL(f(x) || f(x')) on KL-maximising x'"
+    Config = TRADESConfig
+
+    def loss(self, x, y, state):
+        eps = self.default_eps(self.config.eps)
+        alpha = self.config.alpha or 2.5 * eps / self.config.steps
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            probs_clean = F.softmax(self.model(x), 1)
+        x_adv = pgd(self.model, x, y, eps=eps, alpha=alpha, steps=self.config.steps,
+                    loss=kl_to(probs_clean), random_start="normal")
+        self.model.train(was_training)
+        logits, logits_adv = self.model(x), self.model(x_adv)
+        ce = F.cross_entropy(logits, y)
+        robust = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits, 1), reduction="batchmean")
+        loss = ce + self.config.beta * robust
+        return loss, {"ce": ce.detach(), "kl_robust": robust.detach()}

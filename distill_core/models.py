@@ -1,0 +1,208 @@
+"""Model registry: every model maps pixels in [0, 1] to logits.
+
+Normalisation (the dataset's mean / std) is a layer inside the model, so an attack's epsilon
+is always in pixel units. Build a model by name, timm-style::
+
+    from distill_core.data import load_dataset
+    from distill_core.models import build_model
+    _, info = load_dataset("mnist-5k", "test")
+    model = build_model("papernot-cnn", info)     # (N, 1, 28, 28) in [0, 1] -> (N, 10) logits
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .data import DatasetInfo
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable:
+    """Decorator adding a builder ``f(info, **kwargs) -> nn.Module`` to the registry."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _MODELS[name] = fn
+        _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, in registration order."""
+    return list(_MODELS)
+
+
+def describe_model(name: str) -> str:
+    """One line on what the model is."""
+    return _DESCRIPTIONS[name]
+
+
+def build_model(name: str, info: DatasetInfo, **kwargs) -> nn.Module:
+    """Build the model ``name`` for a dataset described by ``info``.
+
+    Raises ``ValueError`` with the list of names for an unknown model, and for a model that
+    does not fit the data (a CNN on 2-D points).
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(_MODELS)}")
+    return _MODELS[name](info, **kwargs)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, as the model's first layer (buffers, saved in the state dict)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], image: bool = True):
+        super().__init__()
+        shape = (1, -1, 1, 1) if image else (1, -1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _normalize(info: DatasetInfo) -> Normalize:
+    return Normalize(info.mean, info.std, image=info.is_image)
+
+
+def _require_image(name: str, info: DatasetInfo) -> tuple[int, int, int]:
+    if not info.is_image:
+        raise ValueError(f"model {name!r} needs images; dataset {info.name!r} is 2-D points: use 'mlp'")
+    c, h, w = info.input_shape
+    return c, h, w
+
+
+@register_model("mlp", "multi-layer perceptron for 2-D points or flattened images")
+def mlp(info: DatasetInfo, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> nn.Module:
+    """Multi-layer perceptron for 2-D points or flattened images."""
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    d_in = 1
+    for s in info.input_shape:
+        d_in *= s
+    layers: list[nn.Module] = [_normalize(info), nn.Flatten()]
+    for h in hidden:
+        layers += [nn.Linear(d_in, h), act()]
+        d_in = h
+    layers.append(nn.Linear(d_in, info.num_classes))
+    return nn.Sequential(*layers)
+
+
+def _flat_features(body: nn.Module, shape: tuple[int, int, int]) -> int:
+    with torch.no_grad():
+        return int(body(torch.zeros(1, *shape)).flatten(1).shape[1])
+
+
+@register_model("papernot-cnn", "Papernot et al. 2016 CNN: 32-32-64-64-200-200 (grey), 64-64-128-128-256-256 (colour)")
+def papernot_cnn(info: DatasetInfo, dropout: float = 0.5) -> nn.Module:
+    """The defensive-distillation paper's CNN (METHODS.md section 1).
+
+    conv3x3(a)-conv3x3(a)-maxpool-conv3x3(b)-conv3x3(b)-maxpool-FC(h)-dropout-FC(h)-FC(classes);
+    (a, b, h) = (32, 64, 200) for grey images, (64, 128, 256) for colour. Convolutions are
+    unpadded as in the paper; on inputs smaller than 28 pixels they are padded so the
+    network still fits (scikit-learn's 8x8 digits).
+    """
+    c, h, w = _require_image("papernot-cnn", info)
+    a, b, fc = (32, 64, 200) if c == 1 else (64, 128, 256)
+    pad = 0 if min(h, w) >= 28 else 1
+    body = nn.Sequential(
+        nn.Conv2d(c, a, 3, padding=pad), nn.ReLU(),
+        nn.Conv2d(a, a, 3, padding=pad), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(a, b, 3, padding=pad), nn.ReLU(),
+        nn.Conv2d(b, b, 3, padding=pad), nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+    n = _flat_features(body, (c, h, w))
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(n, fc), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(fc, fc), nn.ReLU(),
+        nn.Linear(fc, info.num_classes),
+    )
+    return nn.Sequential(_normalize(info), body, head)
+
+
+@register_model("small-cnn", "small fast student CNN: conv16-pool-conv32-pool-FC64")
+def small_cnn(info: DatasetInfo, width: int = 16) -> nn.Module:
+    """A small, fast student CNN: conv(w)-pool-conv(2w)-pool-FC(64)-FC(classes)."""
+    c, h, w = _require_image("small-cnn", info)
+    body = nn.Sequential(
+        nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    )
+    n = _flat_features(body, (c, h, w))
+    head = nn.Sequential(nn.Flatten(), nn.Linear(n, 64), nn.ReLU(), nn.Linear(64, info.num_classes))
+    return nn.Sequential(_normalize(info), body, head)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convolutions) with a 1x1 projection shortcut when shapes change."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet: 3x3 stem, stages of basic blocks, global average pool, linear head."""
+
+    def __init__(self, info: DatasetInfo, widths: Sequence[int], blocks: Sequence[int]):
+        super().__init__()
+        c = info.input_shape[0]
+        self.normalize = _normalize(info)
+        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        stages, c_in = [], widths[0]
+        for i, (width, n) in enumerate(zip(widths, blocks)):
+            for j in range(n):
+                stages.append(BasicBlock(c_in, width, stride=2 if (i > 0 and j == 0) else 1))
+                c_in = width
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, info.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(self.normalize(x)))
+        return self.fc(self.pool(x).flatten(1))
+
+
+@register_model("resnet8", "CIFAR ResNet-8 (16-32-64, 1 block per stage), BSS's student")
+def resnet8(info: DatasetInfo) -> nn.Module:
+    """CIFAR ResNet-8: widths 16-32-64, one basic block per stage."""
+    _require_image("resnet8", info)
+    return ResNet(info, (16, 32, 64), (1, 1, 1))
+
+
+@register_model("resnet20", "CIFAR ResNet-20 (16-32-64, 3 blocks per stage)")
+def resnet20(info: DatasetInfo) -> nn.Module:
+    """CIFAR ResNet-20: widths 16-32-64, three basic blocks per stage."""
+    _require_image("resnet20", info)
+    return ResNet(info, (16, 32, 64), (3, 3, 3))
+
+
+@register_model("resnet18", "ResNet-18 for 32x32 inputs (64-128-256-512), MTARD's student")
+def resnet18(info: DatasetInfo) -> nn.Module:
+    """ResNet-18 with a 3x3 stem for small images: widths 64-128-256-512, two blocks per stage."""
+    _require_image("resnet18", info)
+    return ResNet(info, (64, 128, 256, 512), (2, 2, 2, 2))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

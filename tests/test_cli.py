@@ -1,0 +1,79 @@
+"""The command line as a user runs it: train, runs, eval, and one-line errors with status 2."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=ROOT, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", "distill_core", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The README's command: papernot-cnn on mnist-5k, 3 epochs, seed 0."""
+    runs = tmp_path_factory.mktemp("cli") / "runs"
+    res = cli("train", "--dataset", "mnist-5k", "--model", "papernot-cnn", "--method", "standard",
+              "--epochs", "3", "--seed", "0", "--runs-dir", str(runs))
+    return res, runs
+
+
+def test_train_reaches_93_percent_and_prints_one_summary_line(trained):
+    res, runs = trained
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("done: test accuracy")
+    acc = float(last.split("test accuracy ")[1].split("%")[0])
+    print(last)
+    assert acc >= 93.0
+    [folder] = list(runs.iterdir())
+    assert str(folder) in last
+    assert "step" in res.stderr  # the progress bar
+
+
+def test_runs_lists_the_run_and_marks_broken_ones(trained):
+    _, runs = trained
+    (runs / "half-written").mkdir(exist_ok=True)
+    (runs / "half-written" / "config.json").write_text("{not json")
+    res = cli("runs", "--runs-dir", str(runs))
+    assert res.returncode == 0
+    assert "done" in res.stdout and "standard" in res.stdout
+    assert "half-written" in res.stdout and "broken" in res.stdout
+
+
+def test_eval_prints_clean_accuracy(trained):
+    _, runs = trained
+    folder = next(p for p in runs.iterdir() if p.name != "half-written")
+    res = cli("eval", str(folder))
+    assert res.returncode == 0, res.stderr
+    assert "clean test accuracy" in res.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--dataset", "imagenet"],
+    ["train", "--model", "vit"],
+    ["train", "--method", "magic"],
+    ["train", "--epochs", "zero"],
+    ["train", "--epochs", "0"],
+    ["train", "--lr", "-1"],
+    ["train", "--set", "T"],
+    ["train", "--set", "nosuch=1"],
+    ["train", "--dataset", "moons", "--model", "papernot-cnn"],
+    ["train", "--dataset", "mnist", "--data-root", "/nonexistent"],
+    ["eval", "/nonexistent/run"],
+    ["frobnicate"],
+])
+def test_bad_input_is_one_line_and_exit_2(args, tmp_path):
+    res = cli(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else cli(*args)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.stderr
+    assert not list(tmp_path.iterdir())  # nothing written for a rejected command
