@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the datasets")
     sub.add_parser("models", help="list the models")
     sub.add_parser("methods", help="list the methods and their settings")
+    z = sub.add_parser("zoo", help="the shipped pretrained models: list or rebuild them")
+    z.add_argument("action", choices=("list", "build", "verify"))
+    z.add_argument("--only", default="", help="build: comma-separated zoo names (default: all)")
+    z.add_argument("--zoo-dir", default=None)
+
     dl = sub.add_parser("download", help="download mnist, fashion-mnist or cifar10 (needs internet)")
     dl.add_argument("dataset")
     dl.add_argument("--data-root", default=None)
@@ -239,6 +244,50 @@ def cmd_download(args) -> int:
     return EXIT_OK
 
 
+def cmd_zoo(args) -> int:
+    from . import zoo
+
+    zoo_dir = Path(args.zoo_dir) if args.zoo_dir else None
+    if args.action == "build":
+        from tqdm import tqdm
+
+        bars: dict = {}
+
+        def on_event(name, event):
+            if event.kind == "start":
+                bars[name] = tqdm(total=event.data["total_steps"], desc=name, unit="step", file=sys.stderr)
+            elif event.kind == "step":
+                bars[name].update(1)
+            elif event.kind in ("done", "stopped", "diverged", "error"):
+                bars[name].close()
+
+        only = [n.strip() for n in args.only.split(",") if n.strip()]
+        try:
+            manifest = zoo.build_zoo(zoo_dir, only or None, on_event)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        print(f"built {len(only) or len(manifest['models'])} model(s) into {zoo_dir or zoo.ZOO_DIR}")
+    entries = zoo.list_zoo(zoo_dir)
+    if not entries:
+        print("the zoo is empty: run `python -m distill_core zoo build`")
+        return EXIT_OK
+    bad = 0
+    print(f"{'name':<26} {'model':<13} {'method':<10} {'clean':>7} {'robust':>7} {'size':>8}  role")
+    for m in entries:
+        ok = ""
+        if args.action == "verify":
+            path = Path(zoo_dir or zoo.ZOO_DIR) / m["file"]
+            good = path.exists() and zoo.sha256(path) == m["sha256"]
+            bad += not good
+            ok = "  ok" if good else "  HASH MISMATCH"
+        met = m["metrics"]
+        print(f"{m['name']:<26} {m['model']:<13} {m['method']:<10} {met['test_accuracy']:>7.2%} "
+              f"{met['robust_accuracy']:>7.2%} {m['bytes'] / 1e6:>6.2f}MB  {m['role']}{ok}")
+    total = sum(m["bytes"] for m in entries)
+    print(f"{len(entries)} models, {total / 1e6:.1f} MB; robust = {entries[0]['metrics']['robust_attack']}")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -248,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_runs(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "zoo":
+            return cmd_zoo(args)
         if args.command == "download":
             return cmd_download(args)
         return cmd_list(args.command)

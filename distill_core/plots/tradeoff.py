@@ -1,0 +1,48 @@
+"""The accuracy-robustness trade-off: clean vs robust accuracy with the Pareto front."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from . import base_layout, method_color
+
+
+def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both axes, sorted by clean accuracy.
+
+    A point is dominated when another is at least as good on both axes and better on one.
+    """
+    c, r = np.asarray(clean, dtype=float), np.asarray(robust, dtype=float)
+    front = []
+    for i in range(len(c)):
+        dominated = np.any((c >= c[i]) & (r >= r[i]) & ((c > c[i]) | (r > r[i])))
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (c[i], -r[i]))
+
+
+def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) -> go.Figure:
+    """Scatter of ``rows`` (dicts with name, method, clean, robust) coloured by method, Pareto front drawn.
+
+    Accuracies are fractions in [0, 1]; axes show percent.
+    """
+    fig = go.Figure()
+    rows = [r for r in rows if r.get("clean") is not None and r.get("robust") is not None]
+    for method in sorted({r["method"] for r in rows}):
+        pts = [r for r in rows if r["method"] == method]
+        fig.add_trace(go.Scatter(
+            x=[100 * p["clean"] for p in pts], y=[100 * p["robust"] for p in pts], mode="markers+text",
+            name=method, text=[p["name"] for p in pts], textposition="top center", textfont=dict(size=10),
+            marker=dict(size=12, color=method_color(method), line=dict(width=1, color="white")),
+            hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
+    if rows:
+        idx = pareto_front([r["clean"] for r in rows], [r["robust"] for r in rows])
+        fig.add_trace(go.Scatter(x=[100 * rows[i]["clean"] for i in idx], y=[100 * rows[i]["robust"] for i in idx],
+                                 mode="lines", name="Pareto front", line=dict(color="#444", dash="dash", width=1.5),
+                                 hoverinfo="skip"))
+    fig.update_xaxes(title="clean accuracy (%)")
+    fig.update_yaxes(title="robust accuracy (%)")
+    return base_layout(fig, title, height)

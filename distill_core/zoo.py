@@ -1,0 +1,233 @@
+"""The model zoo: small pretrained checkpoints shipped in ``assets/zoo`` so every page works at once.
+
+    python -m distill_core zoo build     # retrain all of them, seeded (CPU, a few minutes)
+    python -m distill_core zoo list      # what is there, with test and robust accuracy
+
+``assets/zoo/manifest.json`` records for every model its recipe (dataset, architecture,
+method and settings, trainer settings, teachers), its metrics, and the sha256 of its weights
+file. Weights are plain state dicts loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import DatasetInfo, load_dataset
+from .models import build_model
+from .runs import RunError, atomic_write_json, load_state_dict, load_weights
+from .train import TrainConfig
+
+ZOO_DIR = Path(os.environ.get("DISTILL_ZOO", Path(__file__).resolve().parents[1] / "assets" / "zoo"))
+MANIFEST = "manifest.json"
+ROBUST_N = 500          # test samples for the manifest's robust accuracy (PGD-Linf at the dataset's eps)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one zoo model is trained (teachers are other zoo names, built first)."""
+
+    name: str
+    dataset: str
+    model: str
+    method: str
+    method_config: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teachers: dict[str, str] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    role: str = ""           # one line for the sidebar: what the model is for
+
+
+def _mnist(epochs: int = 3, **kw) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=0, device="cpu", **kw)
+
+
+def _moons(epochs: int = 40) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=64, lr=1e-2, seed=0, device="cpu")
+
+
+_ADV = {"steps": 5}                  # PGD steps inside adversarial training: CPU-sized (papers: 10)
+_TINY = {"hidden": [16]}             # moons students
+
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("mnist-5k/standard", "mnist-5k", "papernot-cnn", "standard", {}, _mnist(),
+           role="clean teacher (papernot-cnn, T = 1)"),
+    Recipe("mnist-5k/teacher-T20", "mnist-5k", "papernot-cnn", "standard", {"T": 20.0}, _mnist(),
+           role="defensive-distillation teacher trained at T = 20"),
+    Recipe("mnist-5k/defensive-T20", "mnist-5k", "papernot-cnn", "defensive", {"T": 20.0}, _mnist(),
+           {"teacher": "mnist-5k/teacher-T20"}, role="defensively distilled student, T = 20"),
+    Recipe("mnist-5k/teacher-T100", "mnist-5k", "papernot-cnn", "standard", {"T": 100.0}, _mnist(),
+           role="defensive-distillation teacher trained at T = 100"),
+    Recipe("mnist-5k/defensive-T100", "mnist-5k", "papernot-cnn", "defensive", {"T": 100.0}, _mnist(),
+           {"teacher": "mnist-5k/teacher-T100"}, role="defensively distilled student, T = 100"),
+    Recipe("mnist-5k/trades", "mnist-5k", "papernot-cnn", "trades", dict(_ADV), _mnist(),
+           role="robust teacher (TRADES, beta = 6)"),
+    Recipe("mnist-5k/kd", "mnist-5k", "small-cnn", "kd", {}, _mnist(), {"teacher": "mnist-5k/standard"},
+           role="small student, Hinton KD from the clean teacher"),
+    Recipe("mnist-5k/bss", "mnist-5k", "small-cnn", "bss", {}, _mnist(), {"teacher": "mnist-5k/standard"},
+           role="small student, KD with boundary-supporting samples"),
+    Recipe("mnist-5k/ard", "mnist-5k", "small-cnn", "ard", dict(_ADV), _mnist(), {"teacher": "mnist-5k/trades"},
+           role="small student, ARD from the robust teacher"),
+    Recipe("mnist-5k/rslad", "mnist-5k", "small-cnn", "rslad", dict(_ADV), _mnist(), {"teacher": "mnist-5k/trades"},
+           role="small student, RSLAD from the robust teacher"),
+    Recipe("mnist-5k/mtard", "mnist-5k", "small-cnn", "mtard", dict(_ADV), _mnist(),
+           {"clean_teacher": "mnist-5k/standard", "robust_teacher": "mnist-5k/trades"},
+           role="small student, MTARD from both teachers (EBB + NLB)"),
+    Recipe("moons/teacher", "moons", "mlp", "standard", {}, _moons(), role="2-D teacher, MLP 64-64"),
+    Recipe("moons/student", "moons", "mlp", "standard", {}, _moons(), model_options=_TINY,
+           role="2-D student trained alone, MLP 16"),
+    Recipe("moons/kd", "moons", "mlp", "kd", {}, _moons(), {"teacher": "moons/teacher"}, model_options=_TINY,
+           role="2-D student, Hinton KD"),
+    Recipe("moons/bss", "moons", "mlp", "bss", {}, _moons(), {"teacher": "moons/teacher"}, model_options=_TINY,
+           role="2-D student, KD with boundary-supporting samples"),
+    Recipe("moons/defensive-T20", "moons", "mlp", "defensive", {"T": 20.0}, _moons(),
+           {"teacher": "moons/teacher-T20"}, role="2-D defensively distilled student, T = 20"),
+    Recipe("moons/teacher-T20", "moons", "mlp", "standard", {"T": 20.0}, _moons(),
+           role="2-D teacher trained at T = 20"),
+)
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _manifest_path(zoo_dir: Path | None = None) -> Path:
+    return Path(zoo_dir or ZOO_DIR) / MANIFEST
+
+
+def read_manifest(zoo_dir: Path | None = None) -> dict:
+    """The manifest (``{"models": [...]}``); an empty one when the zoo has not been built."""
+    path = _manifest_path(zoo_dir)
+    if not path.exists():
+        return {"models": []}
+    with open(path) as f:
+        return json.load(f)
+
+
+def list_zoo(zoo_dir: Path | None = None, dataset: str | None = None) -> list[dict]:
+    """Manifest entries, optionally for one dataset."""
+    return [m for m in read_manifest(zoo_dir)["models"] if dataset is None or m["dataset"] == dataset]
+
+
+def zoo_entry(name: str, zoo_dir: Path | None = None) -> dict:
+    for m in list_zoo(zoo_dir):
+        if m["name"] == name:
+            return m
+    raise KeyError(f"no zoo model named {name!r}")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_zoo_model(name: str, zoo_dir: Path | None = None, device: str | torch.device = "cpu",
+                   verify: bool = True) -> tuple[nn.Module, DatasetInfo, dict]:
+    """A zoo model in eval mode, its dataset info and manifest entry; the hash is checked first."""
+    entry = zoo_entry(name, zoo_dir)
+    path = Path(zoo_dir or ZOO_DIR) / entry["file"]
+    if verify and sha256(path) != entry["sha256"]:
+        raise RunError(f"zoo file {entry['file']} does not match its sha256 in the manifest: rebuild the zoo")
+    info = DatasetInfo.from_dict(entry["info"])
+    model = build_model(entry["model"], info, **entry.get("model_options", {}))
+    load_weights(model, load_state_dict(path), f"zoo model {name}")
+    return model.to(device).eval(), info, entry
+
+
+# ---------------------------------------------------------------------- building
+
+
+def measure(model: nn.Module, dataset: str, seed: int = 0) -> dict:
+    """Clean test accuracy (whole test split) and PGD-Linf robust accuracy (first ROBUST_N)."""
+    from .attacks import attack_defaults, run_attack
+    from .train import evaluate_accuracy
+
+    test, info = load_dataset(dataset, "test", seed=seed)
+    acc = evaluate_accuracy(model, test)
+    x, y = test.tensors[0][:ROBUST_N], test.tensors[1][:ROBUST_N]
+    settings = {**attack_defaults("pgd", info), "steps": 20}
+    torch.manual_seed(seed)
+    x_adv = run_attack("pgd", model, x, y, **settings)
+    with torch.no_grad():
+        robust = float((model(x_adv).argmax(1) == y).float().mean())
+    return {"test_accuracy": acc, "robust_accuracy": robust,
+            "robust_attack": f"PGD-Linf eps={settings['eps']:.3g}, {settings['steps']} steps, n={len(y)}"}
+
+
+def build_zoo(zoo_dir: Path | None = None, only: list[str] | None = None,
+              on_event: Callable[[str, Any], None] | None = None) -> dict:
+    """Train every recipe (or ``only`` these and what they need), seeded, and write the manifest."""
+    from .jobs import TrainSpec, prepare_training
+
+    zoo_dir = Path(zoo_dir or ZOO_DIR)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    existing = {m["name"]: m for m in read_manifest(zoo_dir)["models"]}
+    by_name = {r.name: r for r in RECIPES}
+    unknown = [n for n in only or [] if n not in by_name]
+    if unknown:
+        raise ValueError(f"no zoo recipe named {unknown[0]!r}; choose from: {', '.join(by_name)}")
+    wanted = list(only or by_name)  # teachers not rebuilt now are loaded from the zoo on disk
+    built: dict[str, nn.Module] = {}
+    order = _topological(wanted, by_name)
+    for name in order:
+        r = by_name[name]
+        t0 = time.perf_counter()
+        teachers = {}
+        for role, ref in r.teachers.items():
+            teachers[role] = built[ref] if ref in built else load_zoo_model(ref, zoo_dir)[0]
+        spec = TrainSpec(dataset=r.dataset, model=r.model, method=r.method, method_config=r.method_config,
+                         train=r.train, model_options=r.model_options)
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer, _ = prepare_training(spec, None, teacher_models=teachers)
+            final = None
+            for event in trainer.run():
+                if on_event is not None:
+                    on_event(name, event)
+                final = event
+            if final.kind != "done":
+                raise RuntimeError(f"zoo model {name} ended as {final.kind}: {final.data.get('reason')}")
+            model = trainer.model.eval()
+            file = name.replace("/", "__") + ".pt"
+            tmp_file = Path(tmp) / file
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp_file)
+            shutil.move(tmp_file, zoo_dir / file)
+        built[name] = model
+        _, info = load_dataset(r.dataset, "test")
+        existing[name] = {"name": name, "file": file, "sha256": sha256(zoo_dir / file),
+                          "bytes": (zoo_dir / file).stat().st_size, "dataset": r.dataset, "model": r.model,
+                          "model_options": r.model_options, "method": r.method, "method_config": r.method_config,
+                          "train": asdict(r.train), "teachers": r.teachers, "role": r.role, "info": info.to_dict(),
+                          "metrics": measure(model, r.dataset), "train_seconds": round(time.perf_counter() - t0, 1)}
+    manifest = {"command": "python -m distill_core zoo build", "torch": torch.__version__,
+                "models": [existing[n] for n in [r.name for r in RECIPES] if n in existing]}
+    atomic_write_json(_manifest_path(zoo_dir), manifest)
+    return manifest
+
+
+def _topological(names: list[str], by_name: dict[str, Recipe]) -> list[str]:
+    order: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in order:
+            return
+        for ref in by_name[n].teachers.values():
+            if ref in names:
+                visit(ref)
+        order.append(n)
+
+    for n in names:
+        visit(n)
+    return order

@@ -1,0 +1,53 @@
+"""Home: the accuracy-robustness trade-off in one picture, and where to start."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from distill_core.plots.data import dataset_preview_figure
+from distill_core.plots.tradeoff import tradeoff_figure
+from distill_core.zoo import list_zoo
+from ui.common import dataset, init_state
+
+init_state()
+st.title("Robust Distillation Lab")
+st.markdown(
+    "Knowledge distillation trains a small **student** to imitate a **teacher**. Making a model robust "
+    "to adversarial examples usually costs clean accuracy: that is the **accuracy-robustness trade-off**. "
+    "This lab lets you see it, tune it and attack it, on real models that train in seconds on a CPU.")
+
+ds = st.session_state.dataset
+zoo = list_zoo(dataset=ds) or list_zoo(dataset="mnist-5k")
+left, right = st.columns([3, 2], gap="large")
+with left:
+    if zoo:
+        shown = zoo[0]["dataset"]
+        rows = [{"name": m["name"].split("/", 1)[1], "method": m["method"], "clean": m["metrics"]["test_accuracy"],
+                 "robust": m["metrics"]["robust_accuracy"]} for m in zoo]
+        st.plotly_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), key="home_tradeoff")
+        st.caption(f"Robust accuracy: {zoo[0]['metrics']['robust_attack']}. Up and to the right is better; "
+                   "the dashed line is the Pareto front. Defensive distillation sits high here *only* because "
+                   "its gradients are masked - the Defensive distillation page breaks it.")
+    else:
+        st.info("The model zoo is empty. Build it once with `python -m distill_core zoo build` "
+                "(a few minutes on a CPU), or train your own models on the Train page.")
+with right:
+    st.subheader("Where to start")
+    st.page_link("pages/temperature.py", label="Temperature: how T reshapes a softmax", icon=":material/thermostat:")
+    st.page_link("pages/defensive.py", label="Defensive distillation, and how it is broken", icon=":material/shield:")
+    st.page_link("pages/attack_lab.py", label="Attack lab: one image, any attack", icon=":material/bolt:")
+    st.page_link("pages/boundary.py", label="Boundary-supporting samples (BSS)", icon=":material/timeline:")
+    st.page_link("pages/multi_teacher.py", label="MTARD: two teachers, tuned live", icon=":material/groups:")
+    st.page_link("pages/train.py", label="Train any model with any method", icon=":material/model_training:")
+    st.page_link("pages/sensitivity.py", label="Sensitivity: gradients and saliency", icon=":material/blur_on:")
+    st.page_link("pages/tradeoff.py", label="Trade-off: all your runs, Pareto front", icon=":material/scatter_plot:")
+    st.caption("Teaching? Start with Temperature, then Defensive distillation. Researching? Multi-teacher and "
+               "Train, then compare on Trade-off.")
+
+st.subheader("Embedded datasets (offline)")
+cols = st.columns(3)
+for col, name in zip(cols, ("mnist-5k", "digits", "moons")):
+    data, info = dataset(name, "test")
+    with col:
+        st.plotly_chart(dataset_preview_figure(data.tensors[0], data.tensors[1], info), key=f"preview_{name}")
+        st.caption(f"**{name}**: {info.description}")

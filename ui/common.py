@@ -1,0 +1,134 @@
+"""What every page shares: session defaults, the sidebar, cached datasets and models.
+
+Cached objects are shared by all sessions (``st.cache_resource``) and never mutated: a page
+that needs to change a model copies it first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import torch
+from torch import nn
+
+from distill_core.data import DatasetInfo, list_datasets, load_dataset
+from distill_core.device import choose_device
+from distill_core.runs import RunError, list_runs, load_model
+from distill_core.zoo import list_zoo, load_zoo_model
+
+RUNS_DIR = Path(os.environ.get("DISTILL_RUNS", "runs"))
+IMAGE_DATASETS = ("mnist-5k", "digits")
+
+
+def init_state() -> None:
+    """Session defaults every page can rely on (safe to call many times)."""
+    ss = st.session_state
+    ss.setdefault("dataset", "mnist-5k")
+    ss.setdefault("jobs", {})           # job id -> ui.jobs.TrainingJob
+    ss.setdefault("device", "auto")
+
+
+@st.cache_resource(show_spinner=False)
+def device_choice(requested: str = "auto"):
+    return choose_device(requested)
+
+
+@st.cache_resource(show_spinner="Loading the dataset...")
+def dataset(name: str, split: str = "test", seed: int = 0):
+    """``(TensorDataset, DatasetInfo)`` for an embedded dataset (shared, read-only)."""
+    return load_dataset(name, split, seed=seed)
+
+
+@st.cache_resource(show_spinner="Loading a model from the zoo...")
+def zoo_model(name: str) -> tuple[nn.Module, DatasetInfo, dict]:
+    model, info, entry = load_zoo_model(name)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, info, entry
+
+
+@st.cache_resource(show_spinner="Loading a model from a run...", max_entries=32)
+def run_model(path: str, mtime: float) -> tuple[nn.Module, DatasetInfo, dict]:
+    """A run's model; ``mtime`` (of its model.pt) keys the cache so a retrained run reloads."""
+    model, info, config = load_model(path)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, info, config
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model the pages can offer: from the zoo or from a run folder."""
+
+    label: str
+    source: str          # "zoo" | "run"
+    key: str             # zoo name or run folder path
+    dataset: str
+    method: str
+    arch: str
+
+
+def available_models(dataset_name: str | None = None) -> list[ModelRef]:
+    """Zoo models, then finished runs, optionally for one dataset."""
+    refs = [ModelRef(f"zoo: {m['name'].split('/', 1)[-1]}", "zoo", m["name"], m["dataset"], m["method"], m["model"])
+            for m in list_zoo()]
+    for r in list_runs(RUNS_DIR):
+        if r.broken or r.status not in ("done", "stopped") or not (r.path / "model.pt").exists():
+            continue
+        refs.append(ModelRef(f"run: {r.name}", "run", str(r.path), r.config.get("dataset", ""),
+                             r.config.get("method", ""), r.config.get("model", "")))
+    return [r for r in refs if dataset_name is None or r.dataset == dataset_name]
+
+
+def get_model(ref: ModelRef) -> tuple[nn.Module, DatasetInfo, dict]:
+    """Load a model by reference (cached); raises ``RunError`` with a readable message."""
+    if ref.source == "zoo":
+        return zoo_model(ref.key)
+    path = Path(ref.key) / "model.pt"
+    if not path.exists():
+        raise RunError(f"run {Path(ref.key).name} has no model.pt")
+    return run_model(ref.key, path.stat().st_mtime)
+
+
+def pick_models(label: str, dataset_name: str, key: str, default: list[str] | None = None,
+                multi: bool = False, container=st) -> list[ModelRef] | ModelRef | None:
+    """A select box (or multiselect) of the models for ``dataset_name``."""
+    refs = available_models(dataset_name)
+    if not refs:
+        container.warning(f"No model for {dataset_name} yet: train one on the Train page, or build the zoo "
+                          "(`python -m distill_core zoo build`).")
+        return [] if multi else None
+    labels = [r.label for r in refs]
+    by_label = dict(zip(labels, refs))
+    if multi:
+        chosen = container.multiselect(label, labels, default=[d for d in (default or labels[:1]) if d in by_label],
+                                       key=key)
+        return [by_label[c] for c in chosen]
+    index = next((labels.index(d) for d in (default or []) if d in by_label), 0)
+    return by_label[container.selectbox(label, labels, index=index, key=key)]
+
+
+def sidebar() -> None:
+    """The shared sidebar: device, dataset, models available."""
+    init_state()
+    with st.sidebar:
+        choice = device_choice(st.session_state.device)
+        st.caption(f"**Device:** {choice.describe()}")
+        if torch.cuda.is_available() is False and choice.device.type == "cpu":
+            st.caption("CPU mode: everything here is sized to stay interactive on a laptop.")
+        names = list_datasets(embedded_only=True)
+        st.selectbox("Dataset", names, key="dataset",
+                     help="Embedded datasets work offline. mnist / fashion-mnist / cifar10 are available "
+                          "from the command line with --data-root / --download.")
+        zoo = list_zoo()
+        runs = list_runs(RUNS_DIR)
+        ds = st.session_state.dataset
+        n_zoo = sum(m["dataset"] == ds for m in zoo)
+        n_runs = sum(r.config.get("dataset") == ds for r in runs if not r.broken)
+        st.caption(f"**Models for {ds}:** {n_zoo} in the zoo, {n_runs} from your runs")
+        active = [j for j in st.session_state.jobs.values() if not j.snapshot().finished]
+        if active:
+            st.caption(f"**Training now:** {len(active)} job(s) - see the Train page")
