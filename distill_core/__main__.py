@@ -284,7 +284,10 @@ def cmd_zoo(args) -> int:
         print(f"{m['name']:<26} {m['model']:<13} {m['method']:<10} {met['test_accuracy']:>7.2%} "
               f"{met['robust_accuracy']:>7.2%} {m['bytes'] / 1e6:>6.2f}MB  {m['role']}{ok}")
     total = sum(m["bytes"] for m in entries)
-    print(f"{len(entries)} models, {total / 1e6:.1f} MB; robust = {entries[0]['metrics']['robust_attack']}")
+    print(f"{len(entries)} models, {total / 1e6:.1f} MB")
+    for ds in dict.fromkeys(m["dataset"] for m in entries):
+        attack = next(m["metrics"]["robust_attack"] for m in entries if m["dataset"] == ds)
+        print(f"robust accuracy on {ds}: {attack}")
     return EXIT_FAILED if bad else EXIT_OK
 
 

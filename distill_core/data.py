@@ -199,21 +199,22 @@ def _toy(x: np.ndarray, y: np.ndarray, seed: int):
     return stratified_split(_to_unit_square(x), y, 0.2, seed)
 
 
-@register_dataset("moons", (2,), ("class 0", "class 1"), True, "two interleaving half circles (2-D)")
+@register_dataset("moons", (2,), ("class 0", "class 1"), True, "two interleaving half circles (2-D)", default_eps=0.1)
 def _moons(seed: int = 0, n_samples: int = 1000, noise: float = 0.15):
     from sklearn.datasets import make_moons
 
     return _toy(*make_moons(n_samples=n_samples, noise=noise, random_state=seed), seed)
 
 
-@register_dataset("circles", (2,), ("outer", "inner"), True, "a circle inside a circle (2-D)")
+@register_dataset("circles", (2,), ("outer", "inner"), True, "a circle inside a circle (2-D)", default_eps=0.1)
 def _circles(seed: int = 0, n_samples: int = 1000, noise: float = 0.08):
     from sklearn.datasets import make_circles
 
     return _toy(*make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed), seed)
 
 
-@register_dataset("spirals", (2,), ("arm 0", "arm 1", "arm 2"), True, "three interleaved spiral arms (2-D)")
+@register_dataset("spirals", (2,), ("arm 0", "arm 1", "arm 2"), True, "three interleaved spiral arms (2-D)",
+                  default_eps=0.1)
 def _spirals(seed: int = 0, n_samples: int = 1200, noise: float = 0.2, n_classes: int = 3):
     if n_classes != 3:
         raise ValueError("spirals has 3 arms")
@@ -228,7 +229,8 @@ def _spirals(seed: int = 0, n_samples: int = 1200, noise: float = 0.2, n_classes
     return _toy(np.concatenate(xs), np.concatenate(ys), seed)
 
 
-@register_dataset("blobs", (2,), ("blob 0", "blob 1", "blob 2", "blob 3"), True, "four Gaussian blobs (2-D)")
+@register_dataset("blobs", (2,), ("blob 0", "blob 1", "blob 2", "blob 3"), True, "four Gaussian blobs (2-D)",
+                  default_eps=0.1)
 def _blobs(seed: int = 0, n_samples: int = 1000, noise: float = 1.0, n_classes: int = 4):
     from sklearn.datasets import make_blobs
 

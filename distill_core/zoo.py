@@ -210,8 +210,9 @@ def build_zoo(zoo_dir: Path | None = None, only: list[str] | None = None,
                           "bytes": (zoo_dir / file).stat().st_size, "dataset": r.dataset, "model": r.model,
                           "model_options": r.model_options, "method": r.method, "method_config": r.method_config,
                           "train": asdict(r.train), "teachers": r.teachers, "role": r.role, "info": info.to_dict(),
-                          "metrics": measure(model, r.dataset), "train_seconds": round(time.perf_counter() - t0, 1)}
-    manifest = {"command": "python -m distill_core zoo build", "torch": torch.__version__,
+                          "metrics": measure(model, r.dataset), "train_seconds": round(time.perf_counter() - t0, 1),
+                          "torch": torch.__version__}
+    manifest = {"command": "python -m distill_core zoo build",
                 "models": [existing[n] for n in [r.name for r in RECIPES] if n in existing]}
     atomic_write_json(_manifest_path(zoo_dir), manifest)
     return manifest

@@ -1,0 +1,64 @@
+"""The shipped zoo: files match their hashes, models match their recorded accuracy, builds are reproducible."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill_core.data import load_dataset
+from distill_core.train import evaluate_accuracy
+from distill_core.zoo import RECIPES, ZOO_DIR, build_zoo, list_zoo, load_zoo_model, sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = list_zoo()
+
+
+def test_zoo_is_shipped_complete_and_small():
+    names = {m["name"] for m in ENTRIES}
+    assert names == {r.name for r in RECIPES}
+    for required in ("mnist-5k/standard", "mnist-5k/defensive-T20", "mnist-5k/defensive-T100", "mnist-5k/trades",
+                     "mnist-5k/kd", "mnist-5k/bss", "mnist-5k/ard", "mnist-5k/rslad", "mnist-5k/mtard",
+                     "moons/teacher", "moons/kd", "moons/bss"):
+        assert required in names
+    total = sum((ZOO_DIR / m["file"]).stat().st_size for m in ENTRIES)
+    assert total < 20e6
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[m["name"] for m in ENTRIES])
+def test_file_matches_hash_and_accuracy_matches_manifest(entry):
+    assert sha256(ZOO_DIR / entry["file"]) == entry["sha256"]
+    model, info, _ = load_zoo_model(entry["name"])
+    assert info.name == entry["dataset"]
+    test, _ = load_dataset(entry["dataset"], "test")
+    acc = evaluate_accuracy(model, test)
+    # Built on another machine's CPU; a different BLAS may flip at most a couple of test samples.
+    assert acc == pytest.approx(entry["metrics"]["test_accuracy"], abs=2.5 / len(test))
+    assert 0.0 <= entry["metrics"]["robust_accuracy"] <= 1.0
+
+
+def test_a_tampered_file_is_refused(tmp_path):
+    entry = next(m for m in ENTRIES if m["name"] == "moons/student")
+    data = bytearray((ZOO_DIR / entry["file"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / entry["file"]).write_bytes(bytes(data))
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [entry]}))
+    with pytest.raises(Exception, match="sha256"):
+        load_zoo_model("moons/student", zoo_dir=tmp_path)
+
+
+def test_building_twice_gives_identical_weights(tmp_path):
+    a = build_zoo(tmp_path / "a", only=["moons/student"])["models"][0]
+    b = build_zoo(tmp_path / "b", only=["moons/student"])["models"][0]
+    assert a["sha256"] == b["sha256"]
+    assert a["metrics"] == b["metrics"]
+
+
+def test_zoo_list_cli():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "distill_core", "zoo", "verify"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "mnist-5k/mtard" in res.stdout and "HASH MISMATCH" not in res.stdout
