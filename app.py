@@ -29,8 +29,7 @@ def main() -> None:
     st.set_page_config(page_title="Robust Distillation Lab", page_icon=":material/science:", layout="wide")
     from ui.common import sidebar
 
-    pages = [st.Page(str(ROOT / f), title=t, icon=i, url_path=u, default=(u == "home"))
-             for f, t, i, u in PAGES if (ROOT / f).exists()]
+    pages = [st.Page(f, title=t, icon=i, url_path=u, default=(u == "home")) for f, t, i, u in PAGES]
     nav = st.navigation(pages)
     sidebar()
     nav.run()

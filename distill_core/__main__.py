@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--only", default="", help="build: comma-separated zoo names (default: all)")
     z.add_argument("--zoo-dir", default=None)
 
+    rp = sub.add_parser("reproduce", help="rerun a paper's experiment headless; writes results.json and results.md")
+    rp.add_argument("experiment", choices=("papernot", "bss", "mtard"))
+    rp.add_argument("--quick", action="store_true", help="the CPU-minute version (a pipeline check; needs --out)")
+    rp.add_argument("--out", default=None, help="output folder (default: assets/reproductions/EXPERIMENT)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--train-teachers", action="store_true",
+                    help="bss, mtard: train the teachers here instead of loading them from the zoo")
+
     dl = sub.add_parser("download", help="download mnist, fashion-mnist or cifar10 (needs internet)")
     dl.add_argument("dataset")
     dl.add_argument("--data-root", default=None)
@@ -161,12 +169,14 @@ def cmd_runs(args) -> int:
     if not runs:
         print(f"no runs in {args.runs_dir}")
         return EXIT_OK
-    print(f"{'name':<58} {'status':<9} {'method':<10} {'dataset':<10} {'model':<13} {'epochs':>6} {'test acc':>9}")
+    print(f"{'name':<58} {'status':<9} {'method':<10} {'dataset':<10} {'model':<13} {'epochs':>6} {'test acc':>9} "
+          f"{'robust':>8}")
     for r in runs:
         row = r.row()
         acc = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.2%}"
+        rob = "" if row["robust_accuracy"] is None else f"{row['robust_accuracy']:.2%}"
         print(f"{row['name']:<58} {row['status']:<9} {row['method'] or '':<10} {row['dataset'] or '':<10} "
-              f"{row['model'] or '':<13} {row['epochs'] if row['epochs'] is not None else '':>6} {acc:>9}")
+              f"{row['model'] or '':<13} {row['epochs'] if row['epochs'] is not None else '':>6} {acc:>9} {rob:>8}")
         if r.broken:
             print(f"    broken: {r.error}")
     return EXIT_OK
@@ -201,9 +211,11 @@ def cmd_eval(args) -> int:
     n = min(args.n, len(test))
     x, y = test.tensors[0][:n].to(device), test.tensors[1][:n].to(device)
     table = robustness_table(model, (x, y), attacks=attacks, info=info)
-    print(f"{'attack':<12} {'settings':<40} {'accuracy':>9}")
+    print(f"{'attack':<12} {'accuracy':>9}  settings")
     for row in table:
-        print(f"{row['attack']:<12} {row.get('settings', ''):<40} {row['accuracy']:>9.2%}")
+        settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in (row.get("settings") or {}).items())
+        print(f"{row['attack']:<12} {row['accuracy']:>9.2%}  {settings}")
     update_summary(args.run, robustness={"n": n, "table": table,
                                          "robust_accuracy": min(r["accuracy"] for r in table)})
     return EXIT_OK
@@ -291,6 +303,21 @@ def cmd_zoo(args) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import ReproductionError, run_reproduction
+
+    try:
+        results = run_reproduction(args.experiment, quick=args.quick, out=args.out, seed=args.seed,
+                                   train_teachers=args.train_teachers)
+    except (ValueError, ReproductionError) as e:
+        raise UsageError(str(e)) from None
+    print(f"{args.experiment}: {results['seconds']:.1f} s, results in {args.out or 'assets/reproductions/'
+                                                                        + args.experiment}")
+    for e in results["expectations"]:
+        print(f"  [{'shown' if e['shown'] else 'not shown'}] {e['claim']}: {e['detail']}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -304,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_zoo(args)
         if args.command == "download":
             return cmd_download(args)
+        if args.command == "reproduce":
+            return cmd_reproduce(args)
         return cmd_list(args.command)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -77,3 +77,20 @@ def test_bad_input_is_one_line_and_exit_2(args, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.iterdir())  # nothing written for a rejected command
+
+
+def test_eval_with_attacks_prints_a_table_and_records_it(trained):
+    import json
+
+    _, runs = trained
+    folder = next(p for p in runs.iterdir() if p.name != "half-written")
+    res = cli("eval", str(folder), "--attacks", "fgsm,pgd", "--n", "50")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines[1:4]] == ["clean", "fgsm", "pgd"]
+    summary = json.loads((folder / "summary.json").read_text())
+    table = summary["robustness"]["table"]
+    assert [r["attack"] for r in table] == ["clean", "fgsm", "pgd"]
+    assert table[2]["accuracy"] < table[0]["accuracy"]  # PGD at eps 0.3 must hurt a standard model
+    bad = cli("eval", str(folder), "--attacks", "nosuch")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown attack")
