@@ -17,9 +17,10 @@ METHOD_COLORS = {"standard": "#4C78A8", "defensive": "#9D755D", "kd": "#72B7B2",
 
 def base_layout(fig: go.Figure, title: str = "", height: int = 360, **kwargs) -> go.Figure:
     """The lab's common look: compact margins, legend on top, stable zoom across redraws."""
-    fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), uirevision="keep",
-                      template="plotly_white", **kwargs)
+    # With a title the legend goes to the right (a horizontal legend on top would overlap it).
+    legend = dict(orientation="v", x=1.02, y=1) if title else dict(orientation="h", yanchor="bottom", y=1.02, x=0)
+    fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=50 if title else 30, b=10),
+                      legend=legend, uirevision="keep", template="plotly_white", **kwargs)
     return fig
 
 
