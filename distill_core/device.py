@@ -58,3 +58,10 @@ def choose_device(requested: str | None = "auto") -> DeviceChoice:
     if requested == "cpu":
         return DeviceChoice(torch.device("cpu"), requested)
     raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 autocast natively (CUDA: compute capability 8.0+, i.e. Ampere or later)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu"

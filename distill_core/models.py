@@ -203,6 +203,85 @@ def resnet18(info: DatasetInfo) -> nn.Module:
     return ResNet(info, (64, 128, 256, 512), (2, 2, 2, 2))
 
 
+@register_model("resnet56", "CIFAR ResNet-56 (16-32-64, 9 blocks per stage), MTARD's clean teacher")
+def resnet56(info: DatasetInfo) -> nn.Module:
+    """CIFAR ResNet-56: widths 16-32-64, nine basic blocks per stage (MTARD's clean CIFAR-10 teacher)."""
+    _require_image("resnet56", info)
+    return ResNet(info, (16, 32, 64), (9, 9, 9))
+
+
+class WideBasicBlock(nn.Module):
+    """Pre-activation wide-ResNet block (BN-ReLU-conv twice), named as in the TRADES reference code."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.convShortcut = None if c_in == c_out else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        out = self.conv2(torch.relu(self.bn2(self.conv1(pre))))
+        # As in the reference: the projection shortcut reads the pre-activated input, the identity the raw one.
+        return out + (x if self.convShortcut is None else self.convShortcut(pre))
+
+
+class WideStage(nn.Module):
+    """``n`` wide blocks; the first changes width and stride (``NetworkBlock`` in the reference code)."""
+
+    def __init__(self, n: int, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.layer = nn.Sequential(*[WideBasicBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1)
+                                     for i in range(n)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    """WideResNet-depth-k (Zagoruyko & Komodakis 2016) as TRADES trains it, with our Normalize layer in front.
+
+    Parameter names follow the TRADES code (``conv1``, ``block1..3.layer.i.{bn1,conv1,bn2,conv2,convShortcut}``,
+    ``bn1``, ``fc``), so the public TRADES WRN-34-10 checkpoint loads into it (its unused ``sub_block1`` dropped).
+    """
+
+    def __init__(self, info: DatasetInfo, depth: int = 34, widen: int = 10):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"a wide ResNet's depth must be 6n + 4, got {depth}")
+        n = (depth - 4) // 6
+        c = info.input_shape[0]
+        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        self.normalize = _normalize(info)
+        self.conv1 = nn.Conv2d(c, widths[0], 3, 1, 1, bias=False)
+        self.block1 = WideStage(n, widths[0], widths[1], 1)
+        self.block2 = WideStage(n, widths[1], widths[2], 2)
+        self.block3 = WideStage(n, widths[2], widths[3], 2)
+        self.bn1 = nn.BatchNorm2d(widths[3])
+        self.fc = nn.Linear(widths[3], info.num_classes)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block3(self.block2(self.block1(self.conv1(self.normalize(x)))))
+        return self.fc(self.pool(torch.relu(self.bn1(out))).flatten(1))
+
+
+@register_model("wrn-34-10", "WideResNet-34-10 (46M parameters), the TRADES robust teacher of ARD / RSLAD / MTARD")
+def wrn_34_10(info: DatasetInfo) -> nn.Module:
+    """WideResNet-34-10: five pre-activation blocks per stage, widths 160-320-640 (TRADES' robust CIFAR teacher)."""
+    _require_image("wrn-34-10", info)
+    return WideResNet(info, 34, 10)
+
+
+@register_model("wrn-16-4", "WideResNet-16-4 (2.7M parameters), a small wide ResNet for quick runs and tests")
+def wrn_16_4(info: DatasetInfo) -> nn.Module:
+    """WideResNet-16-4: two pre-activation blocks per stage, widths 64-128-256."""
+    _require_image("wrn-16-4", info)
+    return WideResNet(info, 16, 4)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

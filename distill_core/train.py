@@ -9,10 +9,20 @@ Trainer owns the optimiser, the schedule, seeding, evaluation, the stop token an
 guard; the method (``distill_core.methods``) only says what one batch's loss is. Given a
 :class:`~distill_core.runs.RunWriter`, it records metrics and checkpoints the model at the
 end, on stop, on divergence and on error.
+
+On a GPU the same loop takes the fast path, each part a :class:`TrainConfig` setting: bf16
+autocast around the method's loss, its inner-maximisation attacks included (``amp``; "auto" turns
+it on for CUDA and for the methods that are safe under it), the channels-last memory format for
+CNNs (``channels_last``), ``torch.compile`` of the student (``compile``), cuDNN autotuning, and
+pinned, non-blocking host-to-device copies. On the CPU nothing changes unless asked. Standard
+CIFAR augmentation (``augment="crop-flip"``) is a batched tensor operation drawn from the
+Trainer's seeded generator. Under torchrun the same loop trains with DistributedDataParallel
+(see ``distributed.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -23,14 +33,25 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data.dataloader import default_collate
 
-from .device import choose_device
+from . import distributed
+from .device import bf16_supported, choose_device
 from .methods import Controls, Method, TrainState
 
 EVENT_KINDS = ("start", "step", "epoch", "eval", "done", "stopped", "diverged", "error")
 FINAL_KINDS = ("done", "stopped", "diverged", "error")
+AMP_MODES = ("auto", "off", "bf16")
+AUGMENTATIONS = ("none", "crop-flip")
+CROP_PADDING = 4
+# Methods that "auto" keeps in fp32 on a GPU (an explicit amp="bf16" still applies), and why.
+AMP_UNSAFE = {
+    "defensive": "defensive distillation studies a softmax at T up to 100 saturating in fp32",
+    "bss": "BSS steps by the margin + 1e-4, finer than bf16 resolves a logit margin",
+}
 
 
 @dataclass
@@ -52,6 +73,10 @@ class TrainConfig:
     eval_samples: int | None = None     # evaluate on the first N test samples (None: all)
     max_steps: int | None = None        # stop after this many optimiser steps (smoke runs)
     grad_clip: float | None = None      # clip the gradient norm (None: off)
+    amp: str = "auto"                   # "auto" (bf16 autocast on CUDA for methods safe under it) | "off" | "bf16"
+    channels_last: bool | str = "auto"  # channels-last memory format; "auto": for CNNs on CUDA
+    compile: bool = False               # torch.compile the student
+    augment: str = "none"               # "none" | "crop-flip" (random crop of the 4-pixel zero-padded image + h-flip)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -64,6 +89,12 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.schedule not in ("none", "step", "cosine"):
             raise ValueError(f"schedule must be 'none', 'step' or 'cosine', got {self.schedule!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last must be True, False or 'auto', got {self.channels_last!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         self.milestones = tuple(float(m) for m in self.milestones)
 
     def milestone_epochs(self) -> list[int]:
@@ -104,26 +135,81 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def iterate_batches(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                    device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of ``(x, y)``; in-memory ``TensorDataset``s are sliced directly (no per-sample collate)."""
-    pin = device is not None and device.type == "cuda"
+def crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int = CROP_PADDING) -> torch.Tensor:
+    """Standard CIFAR augmentation for a whole batch: crop each image from its zero-padded copy, then mirror it.
+
+    ``x`` (N, C, H, W); ``offsets`` (N, 2) integer (row, column) of each crop's corner in the image
+    padded by ``padding`` pixels, in ``[0, 2 * padding]``; ``flips`` (N,) bool, mirror left-right.
+    The same as torchvision's ``RandomCrop(H, padding)`` + ``RandomHorizontalFlip()`` per image, as
+    two gathers on the device instead of a Python loop. Offsets of ``padding`` and no flip give ``x``.
+    """
+    n, c, h, w = x.shape
+    offsets, flips = offsets.to(x.device), flips.to(x.device)
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)                     # (N, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=x.device)                     # (N, W)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    out = padded.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w + 2 * padding))
+    return out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+
+
+def _augment_draws(augment: str, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if augment == "none":
+        return None
+    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=generator)
+    return offsets, torch.rand(n, generator=generator) < 0.5
+
+
+def _take(data: Dataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, TensorDataset):
-        x_all, y_all = data.tensors[0], data.tensors[1]
-        n = len(x_all)
+        return data.tensors[0][idx], data.tensors[1][idx]
+    x, y = default_collate([data[int(i)] for i in idx])
+    return x, y
+
+
+def iterate_batches(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+                    device: torch.device | None = None, *, augment: str = "none", rank: int = 0,
+                    world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of ``(x, y)``; in-memory ``TensorDataset``s are sliced directly (no per-sample collate).
+
+    On CUDA, batches are copied from pinned memory without blocking. ``augment="crop-flip"``
+    applies :func:`crop_flip` on the device with draws from ``generator``. With ``world_size`` > 1
+    (DDP) every rank draws the same permutation and augmentation from the same seeded generator,
+    cuts each global batch of ``batch_size`` into ``world_size`` equal slices and yields slice
+    ``rank``; a short last batch is padded with its own first samples so that every rank gets as
+    many samples (as ``DistributedSampler`` pads). The ranks' slices together are exactly the
+    single-process batch.
+    """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+    pin = device is not None and device.type == "cuda"
+
+    def to_device(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if device is None or x.device == device:
+            return x, y
+        x, y = (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+
+    if isinstance(data, TensorDataset) or world_size > 1:
+        n = len(data)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for i in range(0, n, batch_size):
             idx = order[i: i + batch_size]
-            x, y = x_all[idx], y_all[idx]
-            if device is not None:
-                x, y = (x.pin_memory(), y.pin_memory()) if pin else (x, y)
-                x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+            per_rank = -(-len(idx) // world_size)
+            idx = idx.repeat(world_size)[: per_rank * world_size]
+            draws = _augment_draws(augment, len(idx), generator)
+            mine = slice(rank * per_rank, (rank + 1) * per_rank)
+            x, y = to_device(*_take(data, idx[mine]))
+            if draws is not None:
+                x = crop_flip(x, draws[0][mine], draws[1][mine])
             yield x, y
         return
     loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, pin_memory=pin)
     for x, y in loader:
-        if device is not None:
-            x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+        x, y = to_device(x, y)
+        draws = _augment_draws(augment, len(x), generator)
+        if draws is not None:
+            x = crop_flip(x, *draws)
         yield x, y
 
 
@@ -146,11 +232,37 @@ def evaluate_accuracy(model: nn.Module, data: Dataset, batch_size: int = 512, li
     return correct / max(total, 1)
 
 
+def resolve_amp(amp: str, device: torch.device, method_name: str = "") -> tuple[torch.dtype | None, str]:
+    """The autocast dtype a run uses (``None``: fp32) and a few words on it for the start line.
+
+    ``"auto"`` means bf16 on a CUDA GPU that supports it, unless the method is in :data:`AMP_UNSAFE`;
+    fp32 everywhere else. ``"bf16"`` is honoured on any device (the CPU too, through CPU autocast).
+    """
+    if amp == "bf16":
+        return torch.bfloat16, "bf16 autocast"
+    if amp == "off" or device.type != "cuda":
+        return None, "fp32"
+    if not bf16_supported(device):
+        return None, "fp32 (this GPU has no bf16)"
+    if method_name in AMP_UNSAFE:
+        return None, f"fp32 ({AMP_UNSAFE[method_name]})"
+    return torch.bfloat16, "bf16 autocast"
+
+
+def uses_channels_last(setting: bool | str, device: torch.device, model: nn.Module) -> bool:
+    """Whether to train in channels-last memory format: ``"auto"`` means for CNNs on CUDA."""
+    if setting == "auto":
+        return device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return bool(setting)
+
+
 class Trainer:
     """Train ``method.model`` on ``data = (train, test)`` with ``config``; :meth:`run` yields events.
 
     ``stop`` is any object with ``is_set()`` (a ``threading.Event``), checked between steps.
     ``controls`` are live values handed to the method through its :class:`TrainState`.
+    Inside a torchrun process group (``distributed.init_from_env``) the student trains under
+    DistributedDataParallel: ``config.batch_size`` is the global batch, split over the ranks.
     """
 
     def __init__(self, method: Method, data: tuple[Dataset, Dataset | None], config: TrainConfig | None = None,
@@ -162,10 +274,20 @@ class Trainer:
         self.stop = stop
         self.run_writer = run
         self.controls = controls or Controls()
-        self.device_choice = choose_device(self.config.device)
+        self.dist = distributed.current()
+        self.device_choice = distributed.rank_device(choose_device(self.config.device), self.dist)
         self.device = self.device_choice.device
         self.history: list[dict] = []
         self._good_state: dict[str, torch.Tensor] | None = None
+        self._amp_dtype: torch.dtype | None = None
+        self._channels_last = False
+        if self.config.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size {self.config.batch_size} (the global batch) must be divisible by the "
+                             f"{self.dist.world_size} processes")
+        if self.config.augment != "none" and isinstance(self.train_data, TensorDataset) \
+                and self.train_data.tensors[0].dim() != 4:
+            raise ValueError(f"augment={self.config.augment!r} needs images (N, C, H, W), got inputs of shape "
+                             f"{tuple(self.train_data.tensors[0].shape)}")
 
     # ------------------------------------------------------------------ setup
 
@@ -187,14 +309,60 @@ class Trainer:
             return 0.5 * c.lr * (1 + math.cos(math.pi * progress)), 0
         return c.lr, 0
 
+    def _wrap_student(self) -> str:
+        """Put the GPU path in place: memory format, DDP, compile; the method's ``model`` becomes the wrapper.
+
+        Returns the precision in words. The Trainer keeps the plain module as ``self.model`` (for
+        evaluation, checkpoints and the NaN guard); :meth:`_unwrap_student` undoes all of it.
+        """
+        c = self.config
+        self._amp_dtype, precision = resolve_amp(c.amp, self.device, self.method.name)
+        self._channels_last = uses_channels_last(c.channels_last, self.device, self.model)
+        if self._channels_last:
+            for module in (self.model, *self.method.teachers.values()):
+                module.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        wrapped = self.model
+        if self.dist.enabled:
+            wrapped = distributed.wrap(wrapped, self.device)
+        if c.compile:
+            wrapped = torch.compile(wrapped)
+        self.method.model = wrapped
+        return precision
+
+    def _unwrap_student(self) -> None:
+        self.method.model = self.model
+        if self._channels_last:
+            for module in (self.model, *self.method.teachers.values()):
+                module.to(memory_format=torch.contiguous_format)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self._amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._amp_dtype)
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     # ------------------------------------------------------------------ loop
 
     def run(self) -> Iterator[Event]:
         """Train, yielding events; ends with exactly one of done / stopped / diverged / error."""
         c = self.config
         generator = seed_everything(c.seed)
+        if self.dist.rank > 0:  # dropout masks and attack starts differ per rank; the data order (generator) does not
+            seed_everything(c.seed + self.dist.rank)
         self.method.to(self.device)
         self.model.train()
+        precision = self._wrap_student()
+        try:
+            yield from self._loop(generator, precision)
+        finally:
+            self._unwrap_student()
+
+    def _loop(self, generator: torch.Generator, precision: str) -> Iterator[Event]:
+        c = self.config
         optimizer = self._optimizer()
         n_train = len(self.train_data)
         steps_per_epoch = math.ceil(n_train / c.batch_size)
@@ -205,7 +373,8 @@ class Trainer:
                            controls=self.controls)
         t0 = time.perf_counter()
         yield self._event("start", state, total_steps=total_steps, device=self.device_choice.describe(),
-                          n_train=n_train)
+                          n_train=n_train, precision=precision, channels_last=self._channels_last,
+                          compiled=c.compile, world_size=self.dist.world_size)
         last_loss = float("nan")
         last_acc: float | None = None
         epochs_done = 0
@@ -218,8 +387,10 @@ class Trainer:
                 self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
                 epoch_loss, epoch_n, t_epoch = 0.0, 0, time.perf_counter()
                 for i, (x, y) in enumerate(iterate_batches(self.train_data, c.batch_size, True, generator,
-                                                           self.device)):
-                    if self.stop is not None and self.stop.is_set():
+                                                           self.device, augment=c.augment, rank=self.dist.rank,
+                                                           world_size=self.dist.world_size)):
+                    # Under DDP the ranks agree on stopping after the step's loss is known (below).
+                    if not self.dist.enabled and self._stop_requested():
                         yield self._finish("stopped", state, t0, last_loss, epochs_done, "stopped by the user")
                         return
                     if c.max_steps is not None and state.step >= c.max_steps:
@@ -229,8 +400,19 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     state.lr = lr
-                    loss, logs = self.method.loss(x, y, state)
+                    if self._channels_last and x.dim() == 4:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with self._autocast():
+                        loss, logs = self.method.loss(x, y, state)
                     loss_value = float(loss.detach())
+                    batch_n = len(y)
+                    if self.dist.enabled:  # one collective per step: the global mean loss and any rank's stop
+                        loss_sum, batch_n, stops = distributed.all_reduce_sum(
+                            [loss_value * len(y), len(y), self._stop_requested()], self.device)
+                        loss_value = loss_sum / batch_n
+                        if stops:
+                            yield self._finish("stopped", state, t0, last_loss, epochs_done, "stopped by the user")
+                            return
                     if not math.isfinite(loss_value):
                         yield self._finish("diverged", state, t0, last_loss, epochs_done,
                                            f"loss became {loss_value} at step {state.step} (lr {lr:g}); "
@@ -246,20 +428,20 @@ class Trainer:
                         return
                     optimizer.step()
                     last_loss = loss_value
-                    epoch_loss += loss_value * len(y)
-                    epoch_n += len(y)
+                    epoch_loss += loss_value * batch_n
+                    epoch_n += batch_n
                     state.step += 1
                     elapsed = time.perf_counter() - t0
                     yield self._event("step", state, loss=loss_value, lr=lr, progress=state.step / total_steps,
                                       eta_s=elapsed / state.step * (total_steps - state.step),
                                       **{k: _to_float(v) for k, v in logs.items()})
                 epochs_done = epoch + 1
+                distributed.average_buffers(self.model)
                 record = {"epoch": epochs_done, "step": state.step, "train_loss": epoch_loss / max(epoch_n, 1),
                           "lr": state.lr, "epoch_seconds": time.perf_counter() - t_epoch}
                 yield self._event("epoch", state, **record)
                 if self.test_data is not None and (epochs_done % c.eval_every == 0 or epochs_done == c.epochs):
-                    last_acc = evaluate_accuracy(self.model, self.test_data, limit=c.eval_samples,
-                                                 device=self.device)
+                    last_acc = self._evaluate()
                     self.model.train()
                     record["test_accuracy"] = last_acc
                     yield self._event("eval", state, test_accuracy=last_acc)
@@ -273,6 +455,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
 
+    def _evaluate(self) -> float:
+        """Test accuracy of the plain (unwrapped) student; under DDP each rank counts a slice, summed."""
+        c = self.config
+        if not self.dist.enabled:
+            return evaluate_accuracy(self.model, self.test_data, limit=c.eval_samples, device=self.device)
+        n = len(self.test_data) if c.eval_samples is None else min(c.eval_samples, len(self.test_data))
+        lo = n * self.dist.rank // self.dist.world_size
+        hi = n * (self.dist.rank + 1) // self.dist.world_size
+        part = (TensorDataset(*(t[lo:hi] for t in self.test_data.tensors))
+                if isinstance(self.test_data, TensorDataset) else Subset(self.test_data, range(lo, hi)))
+        correct = round(evaluate_accuracy(self.model, part, device=self.device) * (hi - lo)) if hi > lo else 0
+        correct, total = distributed.all_reduce_sum([correct, hi - lo], self.device)
+        return correct / max(total, 1)
+
     def _event(self, kind: str, state: TrainState, **data) -> Event:
         return Event(kind, state.epoch, state.step, data)
 
@@ -285,8 +481,10 @@ class Trainer:
             reason += f"; restored the weights from the start of epoch {epochs_done + 1}"
         seconds = time.perf_counter() - t0
         acc = None
-        if self.test_data is not None and status != "error":
-            acc = evaluate_accuracy(self.model, self.test_data, limit=self.config.eval_samples, device=self.device)
+        if status != "error":  # an error may have hit one rank only: no collectives after it
+            distributed.average_buffers(self.model)
+            if self.test_data is not None:
+                acc = self._evaluate()
         summary = {"status": status, "reason": reason, "epochs": epochs_done, "steps": state.step,
                    "seconds": round(seconds, 3), "test_accuracy": acc,
                    "final_loss": last_loss if math.isfinite(last_loss) else None,
