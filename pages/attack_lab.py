@@ -1,0 +1,262 @@
+"""Attack lab: one image (test set, upload or drawing), any model, any attack; what it did and whether it transfers."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+
+import numpy as np
+import streamlit as st
+
+from distill_core.attacks import attack_defaults, describe_attack, get_attack, list_attacks
+from distill_core.image_attack import attack_one_image
+from distill_core.images import MAX_BYTES, ImageInputError, canvas_to_input, convert_image
+from distill_core.plots.attacks import (
+    attack_images_figure,
+    probability_bars_figure,
+    saliency_pair_figure,
+    trajectory_figure,
+    transfer_figure,
+)
+from distill_core.plots.data import image_grid_figure
+from distill_core.runs import RunError
+from ui.common import dataset, get_model, init_state, pick_models
+
+try:  # a custom component: if it cannot load, the page still works without the Draw option
+    from streamlit_drawable_canvas import st_canvas
+    CANVAS_ERROR = ""
+except Exception as e:  # noqa: BLE001 - any failure of a third-party component must only hide the option
+    st_canvas, CANVAS_ERROR = None, f"{type(e).__name__}: {e}"
+
+SOURCES = ["Test set", "Upload", "Draw"]
+PLAIN = {"delta_color": "off", "delta_arrow": "off"}     # metric deltas that are notes, not changes
+LOSS_LABELS = {"fgsm": "cross-entropy (maximised)", "pgd": "cross-entropy (maximised)",
+               "pgd_l2": "cross-entropy (maximised)", "cw_linf": "C&W margin loss (maximised)",
+               "cw_l2": "C&W objective ||d||² + c·f (minimised)", "jsma": "target-class output (raised)",
+               "deepfool": "distance to the nearest linearised boundary"}
+LOSS_OPTIONS = {"ce": "cross-entropy on the logits", "cw": "C&W margin on the logits",
+                "softmax": "softmax probability (can be masked)"}
+
+
+def random_index(n: int) -> None:
+    st.session_state.atk_index = int(np.random.default_rng().integers(n))
+
+
+def param_widget(attack: str, name: str, default, distance: str, eps_max: float):
+    """One attack option as a widget initialised from ``attack_defaults``; keys are per attack."""
+    key = f"atk_p_{attack}_{name}"
+    if isinstance(default, bool):
+        return st.checkbox(name, value=default, key=key)
+    if name == "eps":
+        hi = eps_max * (10 if distance == "l2" else 1)
+        return st.slider("eps (budget" + (", L2)" if distance == "l2" else ", Linf, pixel units)"), 0.0, hi,
+                         float(default), step=hi / 100, key=key)
+    if name in ("theta", "gamma"):
+        lo = -1.0 if name == "theta" else 0.0
+        return st.slider(name, lo, 1.0, float(default), step=0.005, key=key,
+                         help="theta: change per chosen pixel; gamma: the largest fraction of pixels changed")
+    if isinstance(default, int):
+        return int(st.number_input(name, 1, 2000, int(default), step=1, key=key))
+    if isinstance(default, float):
+        fmt = "%.1e" if 0 < abs(default) < 1e-2 else "%.4f"
+        return float(st.number_input(name, 0.0, None, float(default), format=fmt, key=key))
+    st.caption(f"{name} = {default}")
+    return default
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def convert_upload(payload: bytes, ds: str, invert: str) -> dict:
+    """The converted upload (cached: a big photo is decoded once, not on every rerun)."""
+    conv = convert_image(payload, dataset(ds, "test")[1], invert={"auto": "auto", "yes": True, "no": False}[invert])
+    return {"x": conv.x, "notes": conv.notes, "mode": conv.source_mode, "size": conv.source_size}
+
+
+def image_key(kind: str, payload: bytes | int) -> str:
+    if isinstance(payload, int):
+        return f"{kind}:{payload}"
+    return f"{kind}:{hashlib.sha1(payload).hexdigest()[:16]}"
+
+
+init_state()
+ss = st.session_state
+ds = ss.dataset
+data, info = dataset(ds, "test")
+st.title("Attack lab")
+if not info.is_image:
+    st.info(f"The attack lab works on images; {ds} is a 2-D dataset, so mnist-5k is used here.")
+    ds = "mnist-5k"
+    data, info = dataset(ds, "test")
+st.markdown(
+    "Pick one image, one or more models and an attack. The first model is attacked (white box); the adversarial "
+    "image is then shown to the other models too (transfer). Every attack clips to [0, 1] and works in pixel units.")
+
+# ------------------------------------------------------------------ the image
+
+st.header("1 · The image")
+sources = SOURCES if st_canvas is not None else SOURCES[:2]
+if st_canvas is None:
+    st.caption(f"Drawing is unavailable: the canvas component did not load ({CANVAS_ERROR}).")
+source = st.radio("Image from", sources, horizontal=True, key="atk_source")
+x, y_true, img_id = None, None, None
+c_in, c_prev = st.columns([2, 1])
+with c_in:
+    if source == "Test set":
+        n = len(data.tensors[0])
+        ss.setdefault("atk_index", 0)
+        a, b = st.columns([2, 1], vertical_alignment="bottom")
+        index = int(a.number_input(f"Test image (0 - {n - 1})", 0, n - 1, step=1, key="atk_index"))
+        b.button("Random image", key="atk_random", on_click=random_index, args=(n,))
+        x, y_true = data.tensors[0][index:index + 1], int(data.tensors[1][index])
+        img_id = image_key("test", index)
+    elif source == "Upload":
+        file = st.file_uploader("A PNG or JPEG image", type=["png", "jpg", "jpeg"], key="atk_upload",
+                                help=f"At most {MAX_BYTES // 2**20} MB and 40 megapixels. It is converted to "
+                                     f"{info.name}'s shape: grey, resized, values in [0, 1].")
+        invert = st.radio("Invert", ["auto", "yes", "no"], horizontal=True, key="atk_invert",
+                          help=f"{info.name} digits are white on black; 'auto' inverts a mostly bright image.")
+        if file is not None:
+            try:
+                if file.size > MAX_BYTES:
+                    raise ImageInputError(f"The file is too large: {file.size / 2**20:.1f} MB (the limit is "
+                                          f"{MAX_BYTES // 2**20} MB).")
+                payload = file.getvalue()
+                conv = convert_upload(payload, ds, invert)
+                x = conv["x"]
+                img_id = image_key("upload", payload + invert.encode())
+                st.caption(f"Read a {conv['size'][0]} x {conv['size'][1]} {conv['mode']} image. "
+                           + " ".join(conv["notes"]))
+            except ImageInputError as e:
+                st.error(f"Cannot use {file.name}: {e}")
+    else:
+        st.caption("Draw a digit: white ink on black, like the dataset. The trash icon above the canvas clears it.")
+        st.markdown("&nbsp;")  # room for the canvas's floating toolbar
+        result = st_canvas(stroke_width=16, stroke_color="#FFFFFF", background_color="#000000", height=196, width=196,
+                           drawing_mode="freedraw", key="atk_canvas", return_image_data=True)
+        try:
+            conv = canvas_to_input(result.image_data, info)
+            x = conv.x
+            img_id = image_key("canvas", np.ascontiguousarray(result.image_data).tobytes())
+        except ImageInputError as e:
+            st.info(str(e))
+with c_prev:
+    if x is not None:
+        title = f"model input ({'x'.join(map(str, info.input_shape[1:]))})"
+        st.plotly_chart(image_grid_figure(x, [title], cols=1, height=220), key="atk_preview")
+
+# ------------------------------------------------------------------ models and attack
+
+st.header("2 · Models and attack")
+refs = pick_models("Models (the first selected is attacked; the others show transfer)", ds, key="atk_models",
+                   multi=True, default=["zoo: standard", "zoo: defensive-T20", "zoo: trades"])
+c1, c2 = st.columns([1, 2])
+with c1:
+    attacked_label = st.selectbox("Attack this model", [r.label for r in refs], key="atk_target_model") if refs \
+        else None
+    attack = st.selectbox("Attack", list_attacks(), key="atk_name")
+    spec = get_attack(attack)
+    st.caption(describe_attack(attack))
+    if attack == "cw_l2":
+        st.caption("C&W runs steps x binary_search_steps Adam steps (900 by default): several seconds on a CPU.")
+with c2:
+    defaults = attack_defaults(attack, info)
+    fixed = dict(spec.fixed)
+    accepted = inspect.signature(spec.fn).parameters
+    params = {}
+    p_cols = st.columns(3)
+    for i, (name, default) in enumerate(d for d in defaults.items() if d[0] not in fixed):
+        with p_cols[i % 3]:
+            params[name] = param_widget(attack, name, default, spec.distance, 1.0 if info.default_eps >= 0.1 else 0.1)
+    if "loss" in accepted:
+        with p_cols[len(params) % 3]:
+            params["loss"] = st.selectbox("loss", list(LOSS_OPTIONS), format_func=LOSS_OPTIONS.get,
+                                          key=f"atk_p_{attack}_loss")
+
+# the label the untargeted attack moves away from: the truth for test images, else chosen (default: the prediction)
+label_options = ["the model's prediction"] + list(info.class_names)
+t1, t2 = st.columns(2)
+if y_true is None and x is not None:
+    choice = t1.selectbox("True class of your image", label_options, key="atk_label")
+    y_label = None if choice == label_options[0] else info.class_names.index(choice)
+else:
+    y_label = y_true
+target = None
+if "target" in accepted:
+    targeted = spec.targeted_only or t2.checkbox("Targeted", key="atk_targeted")
+    if spec.targeted_only:
+        t2.caption(f"{attack} is targeted only.")
+    if targeted:
+        default_t = ((y_label if y_label is not None else 0) + 1) % info.num_classes
+        target = info.class_names.index(t2.selectbox("Target class", info.class_names, index=default_t,
+                                                     key="atk_target_class"))
+
+run = st.button("Run attack", type="primary", key="atk_run", disabled=x is None or not refs)
+if x is None:
+    st.info("Choose an image above to attack.")
+if not refs:
+    st.stop()
+
+attacked = next((r for r in refs if r.label == attacked_label), refs[0])
+settings_key = (img_id, attacked.key, attack, tuple(sorted((k, str(v)) for k, v in params.items())), target, y_label,
+                tuple(r.key for r in refs))
+
+if run and x is not None:
+    try:
+        models = {r.label: get_model(r)[0] for r in refs}
+        with st.spinner(f"Running {attack} on {attacked.label}..."):
+            result = attack_one_image(models, attacked.label, x, y_label, attack, info=info, target=target, **params)
+        ss.atk_result = {"key": settings_key, "result": result, "attack": attack, "dataset": ds}
+    except (RunError, ValueError, RuntimeError, KeyError) as e:
+        st.error(f"The attack failed: {e}")
+
+# ------------------------------------------------------------------ results
+
+stored = ss.get("atk_result")
+if stored is None or stored["dataset"] != ds:
+    st.stop()
+st.header("3 · What the attack did")
+if stored["key"] != settings_key:
+    st.info("The image, models or settings changed since this result: press **Run attack** to update it.")
+res = stored["result"]
+p_before, p_after = res.probs[res.attacked]
+pred_before, pred_after = res.pred_before, res.pred_after
+delta = (res.x_adv - res.x).ravel()
+names = info.class_names
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Prediction before", names[pred_before], f"p = {p_before[pred_before]:.3f}", **PLAIN)
+verdict = ("fooled" if res.success else "not fooled") if res.target is None else \
+    ("target reached" if res.success else "target not reached")
+m2.metric("Prediction after", names[pred_after], f"p = {p_after[pred_after]:.3f} · {verdict}",
+          **PLAIN)
+m3.metric("Perturbation", f"Linf {np.abs(delta).max():.3f}", f"L2 {np.linalg.norm(delta):.2f} · "
+          f"L0 {int((delta != 0).sum())} px", **PLAIN)
+m4.metric("Attack time", f"{res.seconds * 1000:.0f} ms", f"{stored['attack']} on {res.attacked}", **PLAIN)
+
+st.plotly_chart(attack_images_figure(res.x, res.x_adv), key="atk_images")
+b1, b2 = st.columns(2)
+with b1:
+    st.subheader("Probabilities before and after")
+    st.plotly_chart(probability_bars_figure(p_before, p_after, names, res.y, res.target), key="atk_bars")
+with b2:
+    st.subheader("Trajectory")
+    st.plotly_chart(trajectory_figure(res.series, names, LOSS_LABELS.get(stored["attack"], "attack loss")),
+                    key="atk_trajectory")
+s1, s2 = st.columns(2)
+with s1:
+    st.subheader("Saliency before and after")
+    st.plotly_chart(saliency_pair_figure(*res.saliency, titles=(f"before: |d Z_{names[pred_before]} / dx|",
+                                                                    f"after: |d Z_{names[pred_after]} / dx|")),
+                    key="atk_saliency")
+    st.caption("captum Saliency (Simonyan et al. 2014): the gradient magnitude of the predicted class's logit, "
+               "each map scaled to its own maximum.")
+with s2:
+    st.subheader("Transfer to the other models")
+    rows = []
+    for label, (pb, pa) in res.probs.items():
+        rows.append({"model": label + (" (attacked)" if label == res.attacked else ""),
+                     "pred before": names[int(pb.argmax())], "p before": float(pb.max()),
+                     "pred after": names[int(pa.argmax())], "p after": float(pa.max()),
+                     "p_true_before": float(pb[res.y]), "p_true_after": float(pa[res.y]),
+                     "fooled": int(pa.argmax()) != res.y})
+    st.plotly_chart(transfer_figure(rows), key="atk_transfer")
+    st.dataframe([{k: v for k, v in r.items() if not k.startswith("p_true")} for r in rows], hide_index=True,
+                 key="atk_transfer_table")

@@ -1,0 +1,144 @@
+"""AppTest: the Attack lab renders, an attack flips the prediction shown, bad uploads are messages, not crashes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from distill_core import zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "attack_lab.py")
+NEEDED = {"mnist-5k/standard", "mnist-5k/trades"}
+pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in zoo.list_zoo()},
+                                reason="needs the model zoo: python -m distill_core zoo build")
+
+
+def page(models: tuple[str, ...] = ("zoo: standard", "zoo: trades")) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["atk_models"] = list(models)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str):
+    return next(m for m in at.metric if m.label == label)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert found, f"no chart {key!r}"
+    return json.loads(found[0].proto.spec)
+
+
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_strong_pgd_flips_the_standard_model_and_is_kept_across_reruns() -> None:
+    at = page()
+    assert not at.metric                                  # nothing attacked yet
+    at.selectbox(key="atk_name").set_value("pgd").run()
+    at.slider(key="atk_p_pgd_eps").set_value(0.5)
+    at.number_input(key="atk_p_pgd_steps").set_value(20)
+    at.button(key="atk_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    before, after = metric(at, "Prediction before"), metric(at, "Prediction after")
+    assert before.value != after.value
+    assert "fooled" in after.proto.delta
+    for key in ("atk_images", "atk_bars", "atk_trajectory", "atk_saliency", "atk_transfer"):
+        assert chart(at, key)["data"]
+    result = at.session_state["atk_result"]["result"]
+    assert set(result.probs) == {"zoo: standard", "zoo: trades"}
+    assert len(result.series["step"]) == 21 and result.success
+
+    at.run()                                              # a rerun shows the stored result, not a new attack
+    assert at.session_state["atk_result"]["result"] is result
+    assert metric(at, "Prediction after").value == after.value
+    assert not at.info or all("changed" not in i.value for i in at.info)
+
+    at.slider(key="atk_p_pgd_eps").set_value(0.1).run()   # a changed setting is flagged, the old result stays
+    assert any("changed" in i.value for i in at.info)
+    assert at.session_state["atk_result"]["result"] is result
+
+
+def test_uploads_good_and_bad() -> None:
+    at = page(("zoo: standard",))
+    at.radio(key="atk_source").set_value("Upload").run()
+
+    cases = {
+        "notes.png": (b"this is not an image at all" * 20, "not an image"),
+        "cut.png": (png(np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8))[:3000],
+                    "damaged or truncated"),
+        "huge.png": (png(np.zeros((7000, 7000), np.uint8)), "megapixels"),
+    }
+    for name, (data, message) in cases.items():
+        at.get("file_uploader")[0].set_value((name, data, "image/png"))
+        at.run()
+        assert not at.exception, (name, at.exception)
+        assert any(message in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert at.button(key="atk_run").disabled
+
+    digit = np.full((120, 90), 255, np.uint8)           # a dark '1' on white paper, 16-bit
+    digit[15:105, 40:52] = 0
+    at.get("file_uploader")[0].set_value(("one.png", png(digit.astype(np.uint16) * 257), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error
+    notes = " ".join(c.value for c in at.caption)
+    assert "16-bit" in notes and "inverted" in notes
+    assert chart(at, "atk_preview")["data"]
+    at.button(key="atk_run").click().run()
+    assert not at.exception, at.exception
+    assert metric(at, "Prediction before").value
+
+
+def test_draw_option_and_targeted_attack_widgets() -> None:
+    at = page(("zoo: standard",))
+    assert "Draw" in at.radio(key="atk_source").options
+    at.radio(key="atk_source").set_value("Draw").run()
+    assert not at.exception, at.exception
+    assert any("empty" in i.value for i in at.info)        # the canvas starts empty
+    at.radio(key="atk_source").set_value("Test set").run()
+    at.selectbox(key="atk_name").set_value("jsma").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="atk_target_class").value is not None
+    at.selectbox(key="atk_name").set_value("fgsm").run()
+    at.checkbox(key="atk_targeted").check().run()
+    at.selectbox(key="atk_target_class").set_value("3")
+    at.button(key="atk_run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["atk_result"]["result"].target == 3
+
+
+def test_missing_zoo_is_a_message_not_an_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    monkeypatch.setenv("DISTILL_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert any("No model" in w.value for w in at.warning)
+
+
+def test_page_runs_under_the_router() -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/attack_lab.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Attack lab"
+
+
+def test_a_2d_dataset_falls_back_to_mnist() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["dataset"] = "moons"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("mnist-5k is used here" in i.value for i in at.info)

@@ -1,0 +1,80 @@
+"""The Temperature, Attack-lab and Sensitivity figures carry the data they are given."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from distill_core.plots.attacks import (
+    attack_images_figure,
+    probability_bars_figure,
+    saliency_pair_figure,
+    trajectory_figure,
+    transfer_figure,
+)
+from distill_core.plots.sensitivity import attribution_gallery_figure, boundary_slice_figure, gradient_histogram_figure
+from distill_core.plots.temperature import (
+    ebb_entropy_figure,
+    ebb_simulation_figure,
+    entropy_figure,
+    jacobian_scale_figure,
+    softmax_bars_figure,
+)
+
+NAMES = tuple("0123456789")
+
+
+def test_temperature_figures() -> None:
+    p = np.full(10, 0.1)
+    fig = softmax_bars_figure(p, np.eye(10)[3], 4.0, NAMES, true_class=3)
+    assert [t.name for t in fig.data] == ["T = 4", "T = 1 (deployed)"] and fig.data[0].x[3] == "3 (true)"
+    Ts = np.logspace(-1, 2, 7)
+    fig = entropy_figure(Ts, np.linspace(0, 2.3, 7), 10.0, 2.0, 10)
+    assert list(fig.data[1].x) == [10.0] and fig.layout.xaxis.type == "log"
+    fig = jacobian_scale_figure(Ts, np.array([0, 1e-50, 1e-3, 1e-1, 1e-2, 1e-3, 1e-4]),
+                                np.array([True, True, False, False, False, False, False]), 1.0, 1e-3)
+    masked = next(t for t in fig.data if t.name == "exactly 0 in float32 (masked)")
+    assert len(masked.x) == 2 and fig.layout.yaxis.type == "log"
+    fig = ebb_entropy_figure(Ts, {"a": np.linspace(0, 2, 7), "b": np.linspace(0.5, 2.2, 7)}, {"a": (1.0, 1.0)})
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["a", "b"]
+    sim = {"step": np.arange(3), "tau_nat": np.ones(3), "tau_adv": np.ones(3), "H_nat": np.zeros(3),
+           "H_adv": np.ones(3)}
+    assert len(ebb_simulation_figure(sim).data) == 4
+
+
+def test_attack_figures() -> None:
+    x = torch.zeros(1, 1, 5, 5)
+    x_adv = x.clone()
+    x_adv[0, 0, 2, 2] = 0.25
+    fig = attack_images_figure(x, x_adv)
+    assert "x4" in fig.layout.annotations[1].text and float(np.max(fig.data[1].z)) == 0.25
+    rgb = attack_images_figure(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4))
+    assert rgb.data[0].type == "image"
+    fig = probability_bars_figure(np.eye(10)[1], np.eye(10)[2], NAMES, true_class=1, target=2)
+    assert fig.data[0].x[1] == "1 (true)" and fig.data[0].x[2] == "2 (target)"
+    series = {"step": np.arange(3), "loss": np.array([0.1, 0.5, 1.0]), "margin": np.array([2.0, 0.5, -1.0]),
+              "pred": np.array([1, 1, 2])}
+    fig = trajectory_figure(series, NAMES)
+    assert list(fig.data[2].y) == ["1", "1", "2"]
+    assert len(saliency_pair_figure(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)).data) == 2
+    fig = transfer_figure([{"model": "a", "p_true_before": 0.9, "p_true_after": 0.1, "fooled": True}])
+    assert list(fig.data[1].text) == ["fooled"]
+
+
+def test_sensitivity_figures() -> None:
+    amps = {"masked": np.array([0.0, 0.0, 1e-40, 1e-3]), "plain": np.array([1e-3, 2e-3, 5e-3, 1e-2])}
+    fig = gradient_histogram_figure(amps, "softmax", bins=10)
+    zeros = {t.x[0]: t.y[0] for t in fig.data if t.xaxis == "x2"}
+    assert zeros == {"masked": 2, "plain": 0}
+    counts = sum(int(np.sum(t.y)) for t in fig.data if t.xaxis == "x")
+    assert counts == 6                                    # every positive value lands in a shared bin
+    imgs = torch.rand(2, 1, 4, 4)
+    fig = attribution_gallery_figure(imgs, {"m sal": torch.rand(2, 1, 4, 4), "m ig": torch.rand(2, 1, 4, 4)},
+                                     ["#0", "#1"])
+    assert len(fig.data) == 6
+    u = np.linspace(-0.5, 0.5, 5)
+    pred = np.full((5, 5), 6)
+    pred[:, 4] = 5
+    fig = boundary_slice_figure({"u": u, "v": u, "pred": pred, "confidence": np.ones((5, 5)), "center_pred": 6}, NAMES)
+    assert "u = 0.5 along the adversarial direction" in fig.layout.title.text
+    assert "none along the random one" in fig.layout.title.text
