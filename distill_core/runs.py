@@ -73,13 +73,19 @@ class RunWriter:
     def __init__(self, path: Path, config: dict):
         self.path = Path(path)
         self.config = config
-        self.path.mkdir(parents=True, exist_ok=False)
+        if self.path.exists():
+            raise FileExistsError(f"run folder {self.path} already exists")
         self.created = time.time()
-        atomic_write_json(self.path / CONFIG, config)
         self._summary = {"name": self.path.name, "method": config.get("method"), "dataset": config.get("dataset"),
                          "model": config.get("model"), "status": "running", "epochs": 0, "seconds": 0.0,
                          "test_accuracy": None, "created": self.created}
-        atomic_write_json(self.path / SUMMARY, self._summary)
+        # Written under a hidden name and renamed into place, so a listing never sees a folder
+        # without its config and summary (list_runs skips dot-folders).
+        staging = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:6]}.creating")
+        staging.mkdir(parents=True)
+        atomic_write_json(staging / CONFIG, config)
+        atomic_write_json(staging / SUMMARY, self._summary)
+        os.rename(staging, self.path)
 
     def log(self, record: dict) -> None:
         """Append one metrics record (a line of JSON; a torn last line is skipped by readers)."""

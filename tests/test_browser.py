@@ -100,3 +100,41 @@ def test_every_page_renders_without_exception(server, browser, file, title, icon
     assert page.locator("h1").count() >= 1, f"{title}: no title rendered"
     assert not errors, errors
     page.close()
+
+
+def test_train_page_start_progress_stop(server, browser):
+    """Start a 1-epoch (adversarial, so it lasts) training from the Train page, see progress, stop it."""
+    import json
+
+    url, runs = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/train")
+    _settle(page)
+    page.locator(".st-key-train_method").click()
+    page.get_by_role("option", name="pgd_at", exact=True).click()
+    _settle(page)
+    epochs = page.locator(".st-key-train_epochs input")
+    epochs.fill("1")
+    epochs.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Start training").first.click()
+    page.wait_for_selector('[data-testid="stProgress"]', timeout=90_000)
+    page.wait_for_timeout(2500)  # let a few steps happen
+    page.screenshot(path=str(SHOTS / "train-running.png"), full_page=True)
+    page.locator('[class*="st-key-train_stop_"] button').first.click()
+    deadline = time.time() + 90
+    summaries = []
+    while time.time() < deadline:
+        files = [p / "summary.json" for p in runs.iterdir() if (p / "summary.json").exists()]
+        summaries = [json.loads(f.read_text()) for f in files]
+        if summaries and all(s["status"] != "running" for s in summaries):
+            break
+        time.sleep(1)
+    assert len(summaries) == 1 and summaries[0]["status"] == "stopped", summaries
+    assert summaries[0]["method"] == "pgd_at" and summaries[0]["epochs"] == 0
+    page.wait_for_timeout(2500)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("stopped").count() >= 1
+    page.close()

@@ -19,7 +19,13 @@ from distill_core.device import choose_device
 from distill_core.runs import RunError, list_runs, load_model
 from distill_core.zoo import list_zoo, load_zoo_model
 
-RUNS_DIR = Path(os.environ.get("DISTILL_RUNS", "runs"))
+
+def runs_dir() -> Path:
+    """The runs folder: ``$DISTILL_RUNS`` or ``./runs``, read on every call (tests point it at a tmp folder)."""
+    return Path(os.environ.get("DISTILL_RUNS", "runs"))
+
+
+RUNS_DIR = runs_dir()  # the folder at import time; prefer runs_dir(), which follows $DISTILL_RUNS
 IMAGE_DATASETS = ("mnist-5k", "digits")
 
 
@@ -75,7 +81,7 @@ def available_models(dataset_name: str | None = None) -> list[ModelRef]:
     """Zoo models, then finished runs, optionally for one dataset."""
     refs = [ModelRef(f"zoo: {m['name'].split('/', 1)[-1]}", "zoo", m["name"], m["dataset"], m["method"], m["model"])
             for m in list_zoo()]
-    for r in list_runs(RUNS_DIR):
+    for r in list_runs(runs_dir()):
         if r.broken or r.status not in ("done", "stopped") or not (r.path / "model.pt").exists():
             continue
         refs.append(ModelRef(f"run: {r.name}", "run", str(r.path), r.config.get("dataset", ""),
@@ -124,7 +130,7 @@ def sidebar() -> None:
                      help="Embedded datasets work offline. mnist / fashion-mnist / cifar10 are available "
                           "from the command line with --data-root / --download.")
         zoo = list_zoo()
-        runs = list_runs(RUNS_DIR)
+        runs = list_runs(runs_dir())
         ds = st.session_state.dataset
         n_zoo = sum(m["dataset"] == ds for m in zoo)
         n_runs = sum(r.config.get("dataset") == ds for r in runs if not r.broken)

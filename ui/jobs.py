@@ -6,7 +6,12 @@ defensive-distillation page trains a teacher, then its student). The worker appe
 Trainer's events to a locked list; pages read :meth:`TrainingJob.snapshot` from a fragment
 that reruns on a timer. Stop sets the event the Trainer checks between steps, so the run ends
 as ``stopped`` with its checkpoint saved. Jobs live in the browser session's state, so they
-survive switching pages, and two sessions each have their own thread and run folders.
+survive switching pages, and two sessions each have their own thread and run folders::
+
+    job = TrainingJob([TrainSpec(dataset="moons", model="mlp")], runs_dir).start()
+    snap = job.snapshot()            # status, progress(), eta_s(), events, run_paths, message
+    job.controls.set("tau_adv", 3.0) # live tuning, read by the method at its next step
+    job.request_stop()
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+# The embedded datasets' loaders import scikit-learn lazily. Importing it here, in the app's thread,
+# keeps a worker's first import from racing the page's own imports of the same packages (pandas),
+# which can leave one of the threads with a partially initialised module.
+import sklearn.datasets  # noqa: F401
+import sklearn.model_selection  # noqa: F401
+
 from distill_core.jobs import TrainSpec, prepare_training
 from distill_core.methods import Controls
+from distill_core.runs import new_run_name
 from distill_core.train import FINAL_KINDS, Event
+
+STATUSES = ("queued", "running", "done", "stopped", "diverged", "error")
 
 
 @dataclass
@@ -33,6 +47,9 @@ class JobSnapshot:
     events: list[Event]
     run_paths: list[Path]
     message: str = ""
+    label: str = ""
+    started: float = 0.0        # time.time() at start()
+    ended: float | None = None  # time.time() when the worker finished
 
     @property
     def finished(self) -> bool:
@@ -53,17 +70,32 @@ class JobSnapshot:
         return min(1.0, (self.stage + inner) / max(self.stages, 1))
 
     def eta_s(self) -> float | None:
+        """Seconds left in the current stage (the Trainer's estimate), None before the first step or once done."""
         step = self.last("step")
         return None if step is None or self.finished else step.data.get("eta_s")
+
+    def elapsed_s(self) -> float:
+        return max(0.0, (self.ended or time.time()) - self.started) if self.started else 0.0
+
+    def final_event(self, stage: int | None = None) -> Event | None:
+        """The done / stopped / diverged / error event (of ``stage``, default the last one that ended)."""
+        for e in reversed(self.events):
+            if e.kind in FINAL_KINDS and (stage is None or e.data.get("stage") == stage):
+                return e
+        return None
 
 
 @dataclass
 class TrainingJob:
-    """One training job (one or several stages) in a background thread."""
+    """One training job (one or several stages) in a background thread.
+
+    ``origin`` names the page that started it (the Train page lists every job of the session).
+    """
 
     specs: list[TrainSpec]
     runs_dir: Path
     label: str = ""
+    origin: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     stop: threading.Event = field(default_factory=threading.Event)
     controls: Controls = field(default_factory=Controls)
@@ -74,11 +106,29 @@ class TrainingJob:
     _stage: int = 0
     _run_paths: list[Path] = field(default_factory=list)
     _message: str = ""
+    _ended: float | None = None
     _thread: threading.Thread | None = None
 
+    def __post_init__(self):
+        if not self.specs:
+            raise ValueError("a training job needs at least one TrainSpec")
+        self.runs_dir = Path(self.runs_dir)
+        # Name the run folders now, so a page can tell this job's folders from others' before they exist.
+        self.specs = [s if s.name else replace(s, name=new_run_name({"method": s.method, "dataset": s.dataset,
+                                                                     "model": s.model}))
+                      for s in self.specs]
+        if not self.label:
+            s = self.specs[-1]
+            self.label = f"{s.method} · {s.dataset} · {s.model}"
+
     def start(self) -> TrainingJob:
-        self._thread = threading.Thread(target=self._work, name=f"train-{self.id}", daemon=True)
-        self._status = "running"
+        """Start the worker thread (once); returns the job."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"job {self.id} was already started")
+            self._status = "running"
+            self.started = time.time()
+            self._thread = threading.Thread(target=self._work, name=f"train-{self.id}", daemon=True)
         self._thread.start()
         return self
 
@@ -86,58 +136,84 @@ class TrainingJob:
         """Ask the worker to stop at its next step; the run is saved as ``stopped``."""
         self.stop.set()
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True when it has finished."""
         if self._thread is not None:
             self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def run_names(self) -> list[str]:
+        """The run folder names of the stages, known from the start (folders appear as stages begin)."""
+        return [s.name for s in self.specs]
+
+    @property
+    def status(self) -> str:
+        with self._lock:
+            return self._status
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
             return JobSnapshot(self._status, self._stage, len(self.specs), list(self._events),
-                               list(self._run_paths), self._message)
+                               list(self._run_paths), self._message, self.label, self.started, self._ended)
 
     # ----------------------------------------------------------------- worker (no streamlit here)
 
     def _resolve(self, spec: TrainSpec) -> TrainSpec:
+        """Replace ``"@i"`` teacher references by the run folder of stage ``i``."""
         teachers = {}
         for role, ref in spec.teachers.items():
             if ref.startswith("@"):
-                teachers[role] = str(self._run_paths[int(ref[1:])])
+                i = int(ref[1:])
+                if not 0 <= i < len(self._run_paths):
+                    raise ValueError(f"teacher {role!r} refers to stage {ref}, which has not run yet")
+                teachers[role] = str(self._run_paths[i])
             else:
                 teachers[role] = ref
         return replace(spec, teachers=teachers)
 
+    def _append(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(event)
+            if event.kind in FINAL_KINDS:
+                self._message = event.data.get("reason", "")
+
     def _work(self) -> None:
         final = "done"
+        i = 0
         try:
             for i, spec in enumerate(self.specs):
                 with self._lock:
                     self._stage = i
                 trainer, writer = prepare_training(self._resolve(spec), self.runs_dir, stop=self.stop,
                                                    controls=self.controls)
-                with self._lock:
-                    self._run_paths.append(writer.path)
+                if writer is not None:
+                    with self._lock:
+                        self._run_paths.append(writer.path)
                 for event in trainer.run():
                     event.data["stage"] = i
-                    with self._lock:
-                        self._events.append(event)
+                    self._append(event)
                     if event.kind in FINAL_KINDS:
                         final = event.kind
-                        with self._lock:
-                            self._message = event.data.get("reason", "")
                 if final != "done":
                     break
         except Exception as e:  # noqa: BLE001 - report any failure on the page, never crash the app
             final = "error"
-            with self._lock:
-                self._message = f"{type(e).__name__}: {e}"
-                self._events.append(Event("error", 0, 0, {"reason": self._message,
-                                                          "traceback": traceback.format_exc()}))
+            self._append(Event("error", 0, 0, {"reason": f"{type(e).__name__}: {e}", "stage": i,
+                                               "traceback": traceback.format_exc()}))
         with self._lock:
             self._status = final
+            self._ended = time.time()
 
 
-def job_series(events: list[Event], stage: int | None = None) -> dict[str, list]:
-    """Columns for the live charts: per step (``step``, ``loss`` and every logged value) and per eval."""
+def job_series(events: list[Event], stage: int | None = None) -> dict[str, dict[str, list]]:
+    """Columns for the live charts: per step (``step``, ``loss`` and every logged value) and per eval.
+
+    Returns ``{"steps": {"step": [...], "loss": [...], "lr": [...], <method logs>...},
+    "evals": {"epoch": [...], "step": [...], "test_accuracy": [...]}}``; a value missing at a step
+    is None, so every column of ``steps`` has the length of ``steps["step"]``.
+    """
     steps: dict[str, list] = {"step": []}
     evals: dict[str, list] = {"epoch": [], "step": [], "test_accuracy": []}
     for e in events:
@@ -146,7 +222,8 @@ def job_series(events: list[Event], stage: int | None = None) -> dict[str, list]
         if e.kind == "step":
             steps["step"].append(e.step)
             for k, v in e.data.items():
-                if isinstance(v, (int, float)) and k not in ("progress", "eta_s", "stage"):
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("progress", "eta_s",
+                                                                                        "stage"):
                     steps.setdefault(k, [None] * (len(steps["step"]) - 1)).append(v)
             for k in steps:
                 if len(steps[k]) < len(steps["step"]):

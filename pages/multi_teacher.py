@@ -1,0 +1,319 @@
+"""Multi-teacher: MTARD live (a clean and a robust teacher, EBB and NLB), live tuning, and the comparison."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from distill_core.data import list_datasets
+from distill_core.jobs import TrainSpec
+from distill_core.methods import get_method
+from distill_core.models import list_models
+from distill_core.plots.training import comparison_figure, series_figure, switch_points
+from distill_core.runs import RunError, list_runs, update_summary
+from distill_core.train import TrainConfig
+from distill_core.zoo import list_zoo, measure
+from ui.common import dataset, init_state, pick_models, run_model, runs_dir
+from ui.jobs import TrainingJob, job_series
+
+init_state()
+ss = st.session_state
+ss.setdefault("mt_job", None)        # id of the MTARD job this page shows
+ss.setdefault("mt_live", False)      # whether that job was running at the last full render
+CFG = get_method("mtard").Config()   # the paper's defaults: one source of truth for the widgets
+COMPARE = ("kd", "ard", "rslad", "mtard")
+# Live tuning: the quantity, its slider range and what the method does with it once handed back.
+TUNABLE = {"tau_nat": ("tau_nat (clean teacher)", 1.0, 10.0, "EBB"),
+           "tau_adv": ("tau_adv (robust teacher)", 1.0, 10.0, "EBB"),
+           "w_adv": ("w_adv (w_nat = 1 - w_adv)", 0.0, 1.0, "NLB")}
+PAPER = "Zhao, Wang & Wei, *Enhanced Accuracy and Robustness via Multi-Teacher Adversarial Distillation* " \
+        "(ECCV 2022; extended version arXiv:2306.16170, 2023)"
+
+
+@st.cache_data(show_spinner="Measuring the new student: clean accuracy and PGD-20 on 500 test samples...")
+def measure_run(path: str, mtime: float) -> dict:
+    """The run's clean and PGD robust accuracy, measured as the zoo's manifest is; saved into its summary.
+
+    ``mtime`` (of model.pt) keys the cache. The result also goes into the run's summary.json, so the
+    Trade-off page shows the run with its robustness.
+    """
+    model, _, config = run_model(path, mtime)
+    metrics = measure(model, config["dataset"], seed=config.get("train", {}).get("seed", 0))
+    try:
+        update_summary(path, robustness={"n": 500, "robust_accuracy": metrics["robust_accuracy"],
+                                         "clean_accuracy": metrics["test_accuracy"],
+                                         "attack": metrics["robust_attack"], "source": "multi-teacher page"})
+    except (OSError, ValueError):
+        pass   # a read-only or vanished folder: the numbers are still shown
+    return metrics
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "..."
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+# ------------------------------------------------------------------ intro
+
+st.title("Multi-teacher distillation (MTARD)")
+st.markdown(
+    "A small student learns from **two teachers at once**: a *clean* teacher (standard training, high clean "
+    "accuracy) on clean images and a *robust* teacher (adversarially trained) on the student's own adversarial "
+    "examples. Two rules keep the teachers in balance while it trains: **EBB** moves their temperatures, "
+    f"**NLB** their weights ({PAPER}). Start a run, watch the rules move, then take over any of them with a slider.")
+st.latex(r"\mathcal{L} = w_{adv}\,\mathrm{KL}\!\left(\mathrm{softmax}\!\left(\tfrac{T_{adv}(x')}{\tau_{adv}}\right)"
+         r"\Big\|\,S(x')\right) + w_{nat}\,\mathrm{KL}\!\left(\mathrm{softmax}\!\left(\tfrac{T_{nat}(x)}{\tau_{nat}}"
+         r"\right)\Big\|\,S(x)\right)")
+
+datasets = list_datasets(embedded_only=True)
+c_models, c_balance, c_train = st.columns(3, gap="large")
+with c_models:
+    st.subheader("Teachers and student")
+    ds = st.selectbox("Dataset", datasets, index=datasets.index("mnist-5k") if "mnist-5k" in datasets else 0,
+                      key="mt_dataset")
+    try:
+        _, info = dataset(ds, "test")
+    except (ValueError, OSError) as e:
+        st.error(f"Cannot load {ds}: {e}")
+        st.stop()
+    clean_ref = pick_models("Clean teacher", ds, key=f"mt_clean_{ds}", default=["zoo: standard", "zoo: teacher"])
+    robust_ref = pick_models("Robust teacher", ds, key=f"mt_robust_{ds}",
+                             default=["zoo: trades", "zoo: teacher-T20", "zoo: teacher"])
+    students = list_models() if info.is_image else ["mlp"]
+    student = st.selectbox("Student architecture", students,
+                           index=students.index("small-cnn") if "small-cnn" in students else 0,
+                           key=f"mt_student_{'image' if info.is_image else 'points'}")
+    if clean_ref is not None and robust_ref is not None and clean_ref.key == robust_ref.key:
+        st.caption("Both teachers are the same model: MTARD then reduces to one teacher seen clean and attacked.")
+
+with c_balance:
+    st.subheader("Balance (EBB and NLB)")
+    t1, t2 = st.columns(2)
+    tau_nat = t1.number_input("initial tau_nat", 1.0, 10.0, float(CFG.tau_nat), 0.1, key="mt_tau_nat")
+    tau_adv = t2.number_input("initial tau_adv", 1.0, 10.0, float(CFG.tau_adv), 0.1, key="mt_tau_adv")
+    lr_tau = st.number_input("lr_tau (EBB step per iteration)", 0.0, 1.0, float(CFG.lr_tau), 0.001, format="%g",
+                             key="mt_lr_tau")
+    w_adv = st.slider("initial w_adv (w_nat = 1 - w_adv)", 0.0, 1.0, float(CFG.w_adv), 0.05, key="mt_w_adv")
+    r_w = st.number_input("r_w (NLB rate per iteration)", 0.0, 1.0, float(CFG.r_w), 0.005, format="%g",
+                          key="mt_r_w")
+    s1, s2 = st.columns(2)
+    ebb = s1.toggle("EBB", value=CFG.ebb, key="mt_ebb", help="Entropy-Based Balance of the temperatures")
+    nlb = s2.toggle("NLB", value=CFG.nlb, key="mt_nlb", help="Normalization Loss Balance of the weights")
+    st.caption(f"The paper's lr_tau = {CFG.lr_tau:g} moves tau by at most {CFG.lr_tau:g} per step, tuned for 300 "
+               "epochs; on a short CPU run raise it (e.g. 0.02) to see EBB act within a minute.")
+
+with c_train:
+    st.subheader("Training")
+    d = TrainConfig()
+    epochs = st.number_input("Epochs", 1, 200, 1, key="mt_epochs")
+    steps = st.number_input("PGD steps for the student's x'", 1, 40, CFG.steps, key="mt_pgd_steps",
+                            help="Each step is a forward and backward pass; fewer is faster on a CPU.")
+    batch_size = st.selectbox("Batch size", [32, 64, 128, 256], index=1, key="mt_batch")
+    lr = st.number_input("Learning rate (Adam)", min_value=0.0, value=d.lr, format="%g", step=1e-4, key="mt_lr")
+    max_steps = st.number_input("Max steps (optional)", min_value=1, value=None, step=10, key="mt_max_steps",
+                                placeholder="no limit")
+    seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="mt_seed")
+
+job = ss.jobs.get(ss.mt_job) if ss.mt_job else None
+running = job is not None and not job.snapshot().finished
+ready = clean_ref is not None and robust_ref is not None
+b1, b2 = st.columns([1, 4], vertical_alignment="center")
+start = b1.button("Start MTARD", key="mt_start", type="primary", icon=":material/play_arrow:", disabled=not ready)
+if not ready:
+    b2.warning("Pick both teachers first (the zoo has mnist-5k/standard and mnist-5k/trades).")
+elif running:
+    b2.caption("A run is going: starting another keeps it running (see the Train page for all jobs).")
+if start:
+    try:
+        spec = TrainSpec(
+            dataset=ds, model=student, method="mtard",
+            method_config={"tau_nat": float(tau_nat), "tau_adv": float(tau_adv), "lr_tau": float(lr_tau),
+                           "w_nat": 1.0 - float(w_adv), "w_adv": float(w_adv), "r_w": float(r_w), "ebb": bool(ebb),
+                           "nlb": bool(nlb), "steps": int(steps)},
+            train=TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
+                              max_steps=None if max_steps is None else int(max_steps), device=ss.device),
+            teachers={"clean_teacher": clean_ref.key, "robust_teacher": robust_ref.key})
+    except ValueError as e:
+        st.error(f"Cannot start: {e}")
+    else:
+        job = TrainingJob([spec], runs_dir(), label=f"mtard · {ds} · {student}", origin="Multi-teacher").start()
+        ss.jobs[job.id] = job
+        ss.mt_job = job.id
+        for q in TUNABLE:
+            ss[f"mt_take_{q}"] = False
+
+job = ss.jobs.get(ss.mt_job) if ss.mt_job else None
+ss.mt_live = job is not None and not job.snapshot().finished
+
+
+def _take_over(q: str) -> None:
+    """When the user takes a quantity over, its slider starts at the run's current value."""
+    job = ss.jobs.get(ss.mt_job)
+    if job is None or not ss.get(f"mt_take_{q}"):
+        return
+    last = job.snapshot().last("step")
+    if last is not None and q in last.data:
+        lo, hi = TUNABLE[q][1:3]
+        ss[f"mt_val_{q}"] = min(max(float(last.data[q]), lo), hi)
+
+
+def live_tuning(job, snap) -> None:
+    """Per quantity, a take-over toggle and a slider; the value goes to the worker through job.controls."""
+    st.markdown("**Live tuning** - take a quantity over and the worker uses your value from its next step; "
+                "hand it back and EBB / NLB go on from there.")
+    last = snap.last("step")
+    cols = st.columns(len(TUNABLE))
+    for col, (q, (label, lo, hi, rule)) in zip(cols, TUNABLE.items()):
+        take_key, val_key = f"mt_take_{q}", f"mt_val_{q}"
+        user_value = job.controls.get(q)
+        if take_key not in ss:   # back from another page: the widgets show what the worker is using
+            ss[take_key] = user_value is not None
+            if user_value is not None:
+                ss[val_key] = user_value
+        taken = col.toggle(f"Take over {q}", key=take_key, on_change=_take_over, args=(q,),
+                           help=f"Off: {rule} sets it. On: the slider does.")
+        current = last.data.get(q) if last is not None else getattr(CFG, q)
+        if not taken and current is not None:
+            ss[val_key] = min(max(float(current), lo), hi)   # follows the run while the rule is in charge
+        ss.setdefault(val_key, float(getattr(CFG, q)))
+        value = col.slider(label, lo, hi, step=0.05, key=val_key, disabled=not taken)
+        if taken:
+            job.controls.set(q, value)
+        elif job.controls.get(q) is not None:
+            job.controls.clear(q)
+
+
+@st.fragment(run_every=1.0 if ss.mt_live else None)
+def live_run() -> None:
+    """Progress, live tuning and the balance charts of this page's MTARD job, redrawn every second while it runs."""
+    job = ss.jobs.get(ss.mt_job) if ss.mt_job else None
+    if job is None:
+        st.info("Press **Start MTARD** to train a student live. The charts show tau, w, the teachers' entropies "
+                "and the two loss terms as they move.")
+        return
+    snap = job.snapshot()
+    if ss.mt_live and snap.finished:
+        st.rerun()   # the run just ended: a full rerun measures it, adds it to the comparison and stops the timer
+    if snap.finished:
+        run = snap.run_paths[-1].name if snap.run_paths else "(none)"
+        final = snap.final_event()
+        acc = final.data.get("test_accuracy") if final is not None else None
+        msg = f"run `{run}`" + (f", test accuracy {acc:.1%}" if acc is not None else "")
+        if snap.status == "done":
+            st.success(f"**Done** in {_fmt_s(snap.elapsed_s())}: {msg}.", icon=":material/check:")
+        elif snap.status == "stopped":
+            st.warning(f"**Stopped by you**; what was learned so far is saved as {msg}.", icon=":material/stop:")
+        elif snap.status == "diverged":
+            st.error(f"**Diverged**: {snap.message}. Lower the learning rate (e.g. a tenth) and start again.")
+        else:
+            st.error(f"**Training failed**: {snap.message}. Check that both teachers were trained on {ds}.")
+    else:
+        c_bar, c_btn = st.columns([5, 1], vertical_alignment="bottom")
+        last = snap.last("step")
+        where = f"epoch {last.epoch + 1}, step {last.step}" if last else "loading the data and the teachers"
+        c_bar.progress(snap.progress(), text=f"{job.label} · {where} · {snap.progress():.0%} · "
+                                             f"ETA {_fmt_s(snap.eta_s())}")
+        c_btn.button("Stop training", key="mt_stop", icon=":material/stop:", on_click=job.request_stop,
+                     disabled=job.stop.is_set())
+    if not snap.finished:
+        live_tuning(job, snap)
+    steps = job_series(snap.events)["steps"]
+    if not steps["step"] or "tau_nat" not in steps:
+        return
+    x = steps["step"]
+
+    def marks(names):
+        out = []
+        for n in names:
+            rule = TUNABLE.get(n, ("", 0, 0, "NLB"))[3]
+            out += [(xm, f"you: {n}" if on else f"{rule} again") for xm, on in switch_points(x, steps.get(f"user_{n}",
+                                                                                                          []))]
+        return out
+
+    left, right = st.columns(2)
+    left.plotly_chart(series_figure(x, {"tau_nat": steps["tau_nat"], "tau_adv": steps["tau_adv"]},
+                                    "Temperatures (EBB)", "tau", markers=marks(["tau_nat", "tau_adv"])),
+                      key="mt_chart_tau", width="stretch")
+    right.plotly_chart(series_figure(x, {"w_nat": steps["w_nat"], "w_adv": steps["w_adv"]}, "Weights (NLB)", "w",
+                                     markers=marks(["w_adv"])), key="mt_chart_w", width="stretch")
+    left.plotly_chart(series_figure(x, {"H_nat": steps["H_nat"], "H_adv": steps["H_adv"]},
+                                    "Teacher entropies at their tau", "mean entropy (nats)",
+                                    markers=marks(["tau_nat", "tau_adv"])), key="mt_chart_H", width="stretch")
+    right.plotly_chart(series_figure(x, {"loss_nat": steps["loss_nat"], "loss_adv": steps["loss_adv"]},
+                                     "The two KL terms", "KL", markers=marks(["w_adv"])),
+                       key="mt_chart_loss", width="stretch")
+
+
+st.divider()
+st.subheader("Live run")
+live_run()
+
+# ------------------------------------------------------------------ comparison
+
+st.divider()
+st.subheader("Compared with KD, ARD and RSLAD")
+zoo = {m["name"]: m for m in list_zoo(dataset=ds)}
+rows = [{"name": name.split("/", 1)[1], "method": m["method"], "source": "zoo", "clean": m["metrics"]["test_accuracy"],
+         "robust": m["metrics"]["robust_accuracy"]} for name, m in zoo.items() if m["method"] in COMPARE]
+for ref, role in ((robust_ref, "robust teacher"), (clean_ref, "clean teacher")):   # clean ends up first
+    if ref is not None and ref.source == "zoo" and ref.key in zoo:
+        m = zoo[ref.key]
+        rows.insert(0, {"name": f"{role}: {ref.key.split('/', 1)[1]}", "method": m["method"], "source": "zoo",
+                        "clean": m["metrics"]["test_accuracy"], "robust": m["metrics"]["robust_accuracy"]})
+if job is not None and job.snapshot().finished and job.snapshot().run_paths:
+    path = job.snapshot().run_paths[-1]
+    if (path / "model.pt").exists() and job.snapshot().status in ("done", "stopped"):
+        try:
+            measure_run(str(path), (path / "model.pt").stat().st_mtime)
+        except (RunError, OSError, ValueError) as e:
+            st.warning(f"Could not measure the new student: {e}")
+own = [r for r in list_runs(runs_dir()) if not r.broken and r.config.get("method") == "mtard"
+       and r.config.get("dataset") == ds and (r.summary.get("robustness") or {}).get("source") == "multi-teacher page"]
+for r in own[:5]:
+    rob = r.summary["robustness"]
+    stopped = " (stopped)" if r.status == "stopped" else ""
+    rows.append({"name": f"your run {r.name[-6:]}{stopped}", "method": "mtard", "source": r.name,
+                 "clean": rob.get("clean_accuracy", r.summary.get("test_accuracy")), "robust": rob["robust_accuracy"]})
+if not rows:
+    st.info(f"No zoo students for {ds} to compare with: build the zoo (`python -m distill_core zoo build`) or pick "
+            "mnist-5k.")
+else:
+    table = [{"model": r["name"], "method": r["method"], "clean %": round(100 * r["clean"], 1),
+              "PGD %": round(100 * r["robust"], 1), "W-Robust %": round(50 * (r["clean"] + r["robust"]), 1)}
+             for r in rows]
+    c_tab, c_fig = st.columns([1, 1], gap="large")
+    c_tab.dataframe(table, hide_index=True, key="mt_compare_table", width="stretch")
+    attack = next(iter(zoo.values()))["metrics"].get("robust_attack", "PGD") if zoo else "PGD"
+    c_tab.caption(f"Robust accuracy: {attack} (as the zoo's manifest measures it; your runs the same way, on their "
+                  "own test split). W-Robust = (clean + robust) / 2, MTARD's metric. In the paper (ResNet-18, "
+                  "CIFAR-10) MTARD reaches 87.36 % clean vs RSLAD's 83.99 %, but 50.73 % vs 53.94 % under PGD-20: it "
+                  "buys clean accuracy and W-Robust, not white-box robustness.")
+    c_fig.plotly_chart(comparison_figure(rows), key="mt_compare_chart", width="stretch")
+
+# ------------------------------------------------------------------ the two rules
+
+st.divider()
+c_ebb, c_nlb = st.columns(2, gap="large")
+with c_ebb:
+    st.subheader("Entropy-Based Balance (EBB)")
+    st.markdown("A confident teacher (low entropy) pulls the student harder than an unsure one. EBB compares "
+                "the mean entropies of the two teachers' softened outputs each iteration and moves the "
+                "temperatures by a fixed step: the higher-entropy teacher is sharpened (its tau falls), the "
+                f"lower-entropy one softened, until the entropies match; tau stays in [1, 10] ({PAPER}).")
+    st.latex(r"\tau_{adv} \leftarrow \tau_{adv} - \gamma_\tau\,\mathrm{sign}\!\left(\frac{H_{adv}}{H_{nat}} - 1\right)")
+    st.latex(r"\tau_{nat} \leftarrow \tau_{nat} - \gamma_\tau\,\mathrm{sign}\!\left(\frac{H_{nat}}{H_{adv}} - 1\right)")
+    st.latex(r"H_{adv} = \mathbb{E}\, H\!\left(\mathrm{softmax}\!\left(T_{adv}(x')/\tau_{adv}\right)\right)")
+    st.latex(r"H_{nat} = \mathbb{E}\, H\!\left(\mathrm{softmax}\!\left(T_{nat}(x)/\tau_{nat}\right)\right)")
+    st.caption("gamma_tau is lr_tau; H is the Shannon entropy of a softmax, averaged over the batch.")
+with c_nlb:
+    st.subheader("Normalization Loss Balance (NLB)")
+    st.markdown("The two KL terms start at different scales, so NLB compares each with its own value on the "
+                "first batch. The term that has fallen *less* relative to its start is the one the student is "
+                "learning more slowly, and it gets more weight; r_w sets how fast the weights follow "
+                f"({PAPER}).")
+    st.latex(r"\tilde{\mathcal{L}}_i = \frac{\mathcal{L}_i(t)}{\mathcal{L}_i(0)},\qquad r_i = "
+             r"\frac{\tilde{\mathcal{L}}_i^{\,\beta}}{\sum_j \tilde{\mathcal{L}}_j^{\,\beta}},\qquad "
+             r"w_i \leftarrow w_i - r_w\,(w_i - r_i)")
+    st.caption("i in {nat, adv}; w clipped at 0 and renormalised to sum 1. Both rates shrink x0.1 at each "
+               "learning-rate decay.")

@@ -1,0 +1,344 @@
+"""Train: any model with any method, live in a background worker; progress, curves, stop; the saved runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import re
+import time
+
+import streamlit as st
+
+from distill_core.data import dataset_description, list_datasets
+from distill_core.jobs import TrainSpec
+from distill_core.methods import get_method, list_methods, make_config
+from distill_core.models import describe_model, list_models
+from distill_core.plots.training import (
+    accuracy_figure,
+    group_series,
+    loss_figure,
+    run_curves_figure,
+    series_figure,
+    switch_points,
+)
+from distill_core.runs import RunError, delete_run, list_runs, read_metrics
+from distill_core.train import TrainConfig
+from ui.common import dataset, init_state, pick_models, runs_dir
+from ui.jobs import TrainingJob, job_series
+
+init_state()
+ss = st.session_state
+ss.setdefault("train_live", [])          # ids of the jobs that were running at the last full render
+# Zoo models offered first for each teacher role (labels as ui.common.pick_models shows them).
+ROLE_DEFAULTS = {"clean_teacher": ["zoo: standard", "zoo: teacher"], "robust_teacher": ["zoo: trades"]}
+TEACHER_DEFAULTS = {"defensive": ["zoo: teacher-T20", "zoo: teacher-T100"],
+                    "ard": ["zoo: trades"], "rslad": ["zoo: trades"]}
+SERIES_TITLES = {"tau": "Teacher temperatures tau (EBB)", "w": "Balance weights w (NLB)",
+                 "H": "Teacher entropies H", "loss": "The two loss terms"}
+
+
+# ------------------------------------------------------------------ helpers (widgets, no training math)
+
+
+@st.cache_data(show_spinner=False)
+def field_help(method: str) -> dict[str, str]:
+    """The comment after each field of a method's Config dataclass (its paper default's explanation)."""
+    try:
+        source = inspect.getsource(get_method(method).Config)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, re.M)}
+
+
+def _step_for(default: float) -> float:
+    """A number-input step one decade below the default (0.001 -> 1e-4, 20 -> 1)."""
+    return 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.1
+
+
+def method_settings(method: str, container) -> dict:
+    """One widget per field of the method's Config, initialised with the paper's default; returns the values."""
+    values = {}
+    helps = field_help(method)
+    for f in dataclasses.fields(get_method(method).Config):
+        kind, default, key = str(f.type), f.default, f"train_cfg_{method}_{f.name}"
+        optional = "None" in kind
+        help_text = helps.get(f.name)
+        if "bool" in kind:
+            values[f.name] = container.checkbox(f.name, value=bool(default), key=key, help=help_text)
+        elif "int" in kind:
+            values[f.name] = container.number_input(f.name, value=default, step=1, key=key, help=help_text,
+                                                    placeholder="auto" if optional else None)
+        elif "float" in kind:
+            values[f.name] = container.number_input(
+                f.name, value=None if default is None else float(default), format="%g", key=key, help=help_text,
+                step=_step_for(default or 0.0), placeholder="auto (the dataset's)" if optional else None)
+        else:
+            container.caption(f"{f.name} = {default!r} (fixed)")
+    return values
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "..."
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def status_message(job, snap, container=st) -> None:
+    """The end of a job in words: what happened, where it is saved, and what to change when it went wrong."""
+    run = snap.run_paths[-1].name if snap.run_paths else None
+    final = snap.final_event()
+    data = final.data if final is not None else {}
+    acc = data.get("test_accuracy")
+    acc_text = f"test accuracy {acc:.1%}" if acc is not None else "no test accuracy"
+    saved = f"Saved as run `{run}`." if run else "Nothing was saved."
+    if snap.status == "done":
+        container.success(f"**Done** in {_fmt_s(snap.elapsed_s())}: {acc_text}. {saved}", icon=":material/check:")
+    elif snap.status == "stopped":
+        container.warning(f"**Stopped by you** after {data.get('steps', '?')} steps ({data.get('epochs', 0)} full "
+                          f"epochs): {acc_text}. What was learned so far is kept. {saved}", icon=":material/stop:")
+    elif snap.status == "diverged":
+        lr = job.specs[min(snap.stage, len(job.specs) - 1)].train.lr
+        container.error(f"**Training diverged**: {snap.message}. Lower the learning rate (try {lr / 10:g} instead "
+                        f"of {lr:g}), use Adam rather than SGD, or set gradient clipping, then start again. "
+                        f"{saved}", icon=":material/trending_up:")
+    elif snap.status == "error":
+        container.error(f"**Training failed**: {snap.message}. Check the settings (a teacher trained on another "
+                        "dataset, a model that does not fit the data) and start again.", icon=":material/error:")
+        tb = data.get("traceback")
+        if tb:
+            with container.expander("Details (traceback)"):
+                st.code(tb, language="text")
+
+
+def job_charts(job, snap, prefix: str) -> None:
+    """Loss and accuracy curves of a job's current stage, then one chart per group of the method's own series."""
+    stage = snap.stage
+    series = job_series(snap.events, stage)
+    steps, evals = series["steps"], series["evals"]
+    if len(job.specs) > 1:
+        st.caption(f"Stage {stage + 1} of {len(job.specs)}: {job.specs[stage].method} · {job.specs[stage].model}")
+    left, right = st.columns(2)
+    left.plotly_chart(loss_figure(steps), key=f"{prefix}_loss", width="stretch")
+    right.plotly_chart(accuracy_figure(evals, epochs=job.specs[stage].train.epochs), key=f"{prefix}_acc",
+                       width="stretch")
+    groups = group_series(steps)
+    if groups:
+        cols = st.columns(min(len(groups), 2))
+        for i, (group, names) in enumerate(groups.items()):
+            markers = []
+            for name in names:
+                flag = steps.get(f"user_{name}")
+                if flag is not None:
+                    markers += [(x, f"you: {name}" if on else f"{name} handed back")
+                                for x, on in switch_points(steps["step"], flag)]
+            fig = series_figure(steps["step"], {n: steps[n] for n in names}, SERIES_TITLES.get(group, group),
+                                markers=markers)
+            cols[i % len(cols)].plotly_chart(fig, key=f"{prefix}_series_{group}", width="stretch")
+
+
+# ------------------------------------------------------------------ page
+
+st.title("Train")
+st.caption("Train any model with any method on an embedded dataset. Training runs in the background: keep "
+           "using the lab, switch pages, come back; every run is saved under the runs folder and shows up in "
+           "the other pages' model lists.")
+
+datasets = list_datasets(embedded_only=True)
+c_data, c_method, c_train = st.columns(3, gap="large")
+
+with c_data:
+    st.subheader("Data and model")
+    ds = st.selectbox("Dataset", datasets, index=datasets.index(ss.dataset) if ss.dataset in datasets else 0,
+                      key="train_dataset", help="Starts as the sidebar's dataset.")
+    try:
+        _, info = dataset(ds, "test")
+    except (ValueError, OSError) as e:
+        st.error(f"Cannot load {ds}: {e}")
+        st.stop()
+    st.caption(dataset_description(ds))
+    models = list_models() if info.is_image else ["mlp"]
+    default_model = "small-cnn" if info.is_image and "small-cnn" in models else models[0]
+    model_name = st.selectbox("Model", models, index=models.index(default_model),
+                              key=f"train_model_{'image' if info.is_image else 'points'}")
+    st.caption(describe_model(model_name))
+    fraction = st.slider("Share of the training set", 0.05, 1.0, 1.0, 0.05, key="train_fraction",
+                         help="Distillation helps most when data is scarce (Heo et al. 2019).")
+
+with c_method:
+    st.subheader("Method")
+    methods = list_methods()
+    method = st.selectbox("Method", methods, index=methods.index("standard"), key="train_method")
+    method_cls = get_method(method)
+    st.caption(method_cls.summary)
+    teachers = {}
+    for role in method_cls.teacher_roles:
+        default = ROLE_DEFAULTS.get(role) or TEACHER_DEFAULTS.get(method, ["zoo: standard", "zoo: teacher"])
+        teachers[role] = pick_models(role.replace("_", " ").capitalize(), ds, key=f"train_{method}_{role}_{ds}",
+                                     default=default)
+    with st.expander("Method settings (the paper's defaults)", expanded=True):
+        method_values = method_settings(method, st)
+
+with c_train:
+    st.subheader("Trainer")
+    d = TrainConfig()
+    epochs = st.number_input("Epochs", 1, 500, d.epochs, key="train_epochs")
+    batch_sizes = [16, 32, 64, 128, 256, 512]
+    batch_size = st.selectbox("Batch size", batch_sizes, index=batch_sizes.index(d.batch_size), key="train_batch")
+    optimizer = st.selectbox("Optimiser", ["adam", "sgd"], index=["adam", "sgd"].index(d.optimizer),
+                             key="train_optimizer")
+    lr = st.number_input("Learning rate", min_value=0.0, value=d.lr, format="%g", step=1e-4, key="train_lr")
+    schedule = st.selectbox("Schedule", ["none", "step", "cosine"], key="train_schedule",
+                            help="step: x0.1 at half and three quarters of training; cosine: down to 0.")
+    seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
+    max_steps = st.number_input("Max steps (optional)", min_value=1, value=None, step=10, key="train_max_steps",
+                                placeholder="no limit", help="Stop after this many optimiser steps.")
+    with st.expander("More"):
+        weight_decay = st.number_input("Weight decay", min_value=0.0, value=d.weight_decay, format="%g", step=1e-4,
+                                       key="train_wd")
+        grad_clip = st.number_input("Gradient clipping (norm)", min_value=0.0, value=None, format="%g", step=0.5,
+                                    key="train_clip", placeholder="off")
+
+missing = [r for r, ref in teachers.items() if ref is None]
+start = st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:",
+                  disabled=bool(missing), help="Runs in the background; you can start several.")
+if missing:
+    st.warning(f"Pick a {' and a '.join(m.replace('_', ' ') for m in missing)} first (or train one with "
+               "the standard method).")
+if start:
+    try:
+        config = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, lr=float(lr),
+                             schedule=schedule, seed=int(seed), weight_decay=float(weight_decay),
+                             max_steps=None if max_steps is None else int(max_steps),
+                             grad_clip=grad_clip or None, device=ss.device)
+        method_config = dict(method_values)
+        make_config(method, method_config)     # validates the settings before a thread starts
+        spec = TrainSpec(dataset=ds, model=model_name, method=method, method_config=method_config, train=config,
+                         teachers={role: ref.key for role, ref in teachers.items()}, fraction=float(fraction))
+    except (ValueError, TypeError) as e:
+        st.error(f"Cannot start: {e}")
+    else:
+        job = TrainingJob([spec], runs_dir(), origin="Train").start()
+        ss.jobs[job.id] = job
+        ss.train_focus = job.id
+
+st.divider()
+st.subheader("Training jobs in this session")
+jobs = sorted(ss.jobs.values(), key=lambda j: j.started, reverse=True)
+ss.train_live = [j.id for j in jobs if not j.snapshot().finished]
+
+
+@st.fragment(run_every=1.0 if ss.train_live else None)
+def live_jobs() -> None:
+    """Progress of every job of the session, and the focused job's curves; redrawn every second while one runs."""
+    jobs = sorted(ss.jobs.values(), key=lambda j: j.started, reverse=True)
+    if not jobs:
+        st.info("No training yet in this session: choose the settings above and press **Start training**.")
+        return
+    snaps = {j.id: j.snapshot() for j in jobs}
+    if any(jid in snaps and snaps[jid].finished for jid in ss.train_live):
+        st.rerun()   # a job just ended: a full rerun refreshes the runs table and stops this timer
+    for job in jobs[:8]:
+        snap = snaps[job.id]
+        c_bar, c_btn = st.columns([5, 1], vertical_alignment="bottom")
+        origin = f" (from {job.origin})" if job.origin and job.origin != "Train" else ""
+        if snap.finished:
+            c_bar.markdown(f"**{job.label}**{origin} · `{job.id}` · {snap.status} · {_fmt_s(snap.elapsed_s())}")
+        else:
+            last = snap.last("step")
+            where = f"epoch {last.epoch + 1}, step {last.step}" if last else "loading data and teachers"
+            c_bar.progress(snap.progress(), text=f"**{job.label}**{origin} · `{job.id}` · {where} · "
+                                                 f"{snap.progress():.0%} · ETA {_fmt_s(snap.eta_s())}")
+            c_btn.button("Stop training", key=f"train_stop_{job.id}", icon=":material/stop:",
+                         on_click=job.request_stop, disabled=job.stop.is_set())
+    if len(jobs) > 8:
+        st.caption(f"... and {len(jobs) - 8} older jobs.")
+    ids = [j.id for j in jobs]
+    if ss.get("train_focus") not in ids:
+        ss.train_focus = ids[0]
+    by_id = {j.id: j for j in jobs}
+    focus = st.selectbox("Show the curves of", ids, key="train_focus",
+                         format_func=lambda i: f"{by_id[i].label} · {i} · started "
+                                               f"{time.strftime('%H:%M:%S', time.localtime(by_id[i].started))}")
+    job, snap = by_id[focus], snaps[focus]
+    if snap.finished:
+        status_message(job, snap)
+    else:
+        last = snap.last("step")
+        loss = last.data.get("loss") if last else None
+        acc = snap.last("eval")
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("Progress", f"{snap.progress():.0%}")
+        m2.metric("ETA", _fmt_s(snap.eta_s()))
+        m3.metric("Loss", "..." if loss is None else f"{loss:.4f}")
+        m4.metric("Test accuracy", "after epoch 1" if acc is None else f"{acc.data['test_accuracy']:.1%}")
+    job_charts(job, snap, f"train_{focus}")
+
+
+live_jobs()
+
+# ------------------------------------------------------------------ runs on disk
+
+st.divider()
+st.subheader("Saved runs")
+folder = runs_dir()
+runs = list_runs(folder)
+st.caption(f"Folder: `{folder.resolve()}` · {len(runs)} runs. Headless: `python -m distill_core train ...` "
+           "writes here too.")
+if not runs:
+    st.info("No saved runs yet.")
+else:
+    training_here = {name for j in jobs if not j.snapshot().finished for name in j.run_names}
+    rows = []
+    for r in runs:
+        row = r.row()
+        status, error = row["status"], row["error"]
+        if r.name in training_here:
+            status, error = ("starting", "") if r.broken else ("training", error)   # half-written while it starts
+        elif status == "running":
+            status = "running elsewhere / interrupted"
+        rows.append({"run": row["name"], "status": status, "method": row["method"],
+                     "dataset": row["dataset"], "model": row["model"], "epochs": row["epochs"],
+                     "seconds": None if row["seconds"] is None else round(row["seconds"], 1),
+                     "test acc (%)": None if row["test_accuracy"] is None else round(100 * row["test_accuracy"], 2),
+                     "robust acc (%)": None if row["robust_accuracy"] is None else
+                     round(100 * row["robust_accuracy"], 2), "error": error})
+    st.dataframe(rows, key="train_runs_table", hide_index=True, width="stretch")
+    broken = [r for r in runs if r.broken and r.name not in training_here]
+    if broken:
+        st.warning(f"{len(broken)} run folder(s) cannot be read (see the error column); delete them or fix them "
+                   "by hand. The other pages skip them.")
+    if any(row["status"].startswith("running elsewhere") for row in rows):
+        st.caption("*running elsewhere / interrupted*: marked as running on disk but not trained by this session - "
+                   "another browser session is training it, or the server stopped mid-run (then it has no model).")
+    names = [r.name for r in runs]
+    c_view, c_delete = st.columns(2, gap="large")
+    with c_view:
+        view = st.selectbox("Curves of a saved run", names, key="train_view_run")
+        records = read_metrics(folder / view)
+        if records:
+            st.plotly_chart(run_curves_figure(records), key="train_view_curves", width="stretch")
+        else:
+            st.caption("No finished epoch recorded in this run.")
+
+    busy = training_here
+
+    def _delete(name: str) -> None:
+        try:
+            delete_run(folder / name)
+            ss.train_delete_msg = ("success", f"Deleted run {name}.")
+        except (RunError, OSError) as e:
+            ss.train_delete_msg = ("error", f"Could not delete {name}: {e}")
+        ss.train_delete_confirm = False
+
+    with c_delete:
+        target = st.selectbox("Delete a run", names, key="train_delete_run")
+        sure = st.checkbox(f"Yes, delete `{target}` for good", key="train_delete_confirm")
+        if target in busy:
+            st.caption("This run is still training: stop it first.")
+        st.button("Delete run", key="train_delete_go", icon=":material/delete:", disabled=not sure or target in busy,
+                  on_click=_delete, args=(target,))
+msg = ss.pop("train_delete_msg", None)
+if msg:
+    getattr(st, msg[0])(msg[1])
