@@ -27,7 +27,9 @@ def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
 def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) -> go.Figure:
     """Scatter of ``rows`` (dicts with name, method, clean, robust) coloured by method, Pareto front drawn.
 
-    Accuracies are fractions in [0, 1]; axes show percent.
+    Accuracies are fractions in [0, 1]; axes show percent. A row may carry ``source``: points
+    from ``"runs"`` are drawn as diamonds, the others (the zoo) as circles. Rows without a
+    robust accuracy are left out.
     """
     fig = go.Figure()
     rows = [r for r in rows if r.get("clean") is not None and r.get("robust") is not None]
@@ -36,7 +38,8 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
         fig.add_trace(go.Scatter(
             x=[100 * p["clean"] for p in pts], y=[100 * p["robust"] for p in pts], mode="markers+text",
             name=method, text=[p["name"] for p in pts], textposition="top center", textfont=dict(size=10),
-            marker=dict(size=12, color=method_color(method), line=dict(width=1, color="white")),
+            marker=dict(size=12, color=method_color(method), line=dict(width=1, color="white"),
+                        symbol=["diamond" if p.get("source") == "runs" else "circle" for p in pts]),
             hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
     if rows:
         idx = pareto_front([r["clean"] for r in rows], [r["robust"] for r in rows])

@@ -1,0 +1,294 @@
+"""Defensive distillation (Papernot et al. 2016), told in three steps: train it, sweep T, break it."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from distill_core.experiments import (
+    PAPERNOT_TEMPERATURES,
+    ReproductionRun,
+    break_defensive,
+    defensive_specs,
+    sweep_baseline,
+    sweep_rows,
+)
+from distill_core.methods import get_method
+from distill_core.plots.defensive import (
+    break_it_figure,
+    confidence_figure,
+    gradient_histogram_figure,
+    sweep_figure,
+    training_figure,
+)
+from distill_core.runs import RunError
+from distill_core.zoo import list_zoo
+from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
+from ui.jobs import TrainingJob, job_series
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_SWEEP = ROOT / "assets" / "reproductions" / "papernot" / "results.json"
+BREAK_DEFAULT = "mnist-5k/defensive-T100"
+UNDISTILLED = "mnist-5k/standard"
+
+init_state()
+ss = st.session_state
+zoo_names = {m["name"] for m in list_zoo()}
+
+st.title("Defensive distillation, and how it is broken")
+st.markdown(
+    "Papernot et al. (IEEE S&P 2016) train a **teacher** at a high softmax temperature T, relabel the data with "
+    "its soft outputs at T, train a **student** of the same architecture on them at the same T, and **deploy the "
+    "student at T = 1**. The paper reported JSMA's success on MNIST falling from 95.9 % to 0.45 %. Three steps: "
+    "train it yourself, look at the temperature sweep, then break it.")
+
+# ------------------------------------------------------------------ step 1: train teacher and student live
+
+st.header("1 · Train a teacher and its student at T")
+c1, c2, c3 = st.columns([1, 2, 1])
+ds_name = c1.radio("Dataset", ["mnist-5k", "moons"], key="dd_dataset", horizontal=True)
+T = c2.select_slider("Temperature T", options=list(PAPERNOT_TEMPERATURES),
+                     value=int(get_method("defensive").Config().T), key="dd_T",
+                     help="The paper sweeps T in {1, 2, 5, 10, 20, 30, 40, 50, 100}; its default here is 20.")
+epochs = c3.number_input("Epochs per stage", 1, 50, 1 if ds_name == "mnist-5k" else 20, key=f"dd_epochs_{ds_name}")
+specs = defensive_specs(ds_name, float(T), int(epochs))
+st.dataframe(pd.DataFrame([{"stage": i, "role": role, "method": s.method, "model": s.model, "T": s.method_config["T"],
+                            "teacher": s.teachers.get("teacher", "-"), "epochs": s.train.epochs}
+                           for i, (role, s) in enumerate(zip(("teacher", "student"), specs))]),
+             hide_index=True, key="dd_specs")
+st.caption("Stage 0 trains the teacher on the labels with CE(softmax(Z/T), y); stage 1 trains a student of the same "
+           "architecture on the teacher's soft labels softmax(Z_teacher/T) at the same T. Deployed, the student "
+           "uses softmax(Z): its logits are about T times larger than an undistilled model's.")
+
+job = ss.jobs.get(ss.get("dd_job", ""))
+running = job is not None and not job.snapshot().finished
+b1, b2, _ = st.columns([1, 1, 4])
+if b1.button("Train teacher + student", key="dd_start", type="primary", disabled=running):
+    try:
+        job = TrainingJob(specs=specs, runs_dir=runs_dir(), label=f"defensive distillation T={T:g} · {ds_name}",
+                          origin="defensive").start()
+    except (ValueError, RunError) as e:
+        st.error(f"Could not start training: {e}")
+    else:
+        ss.jobs[job.id] = job
+        ss.dd_job = job.id
+        running = True
+if b2.button("Stop training", key="dd_stop", disabled=not running):
+    job.request_stop()
+
+
+def _show_job(job: TrainingJob) -> None:
+    snap = job.snapshot()
+    role = ("teacher", "student")[min(snap.stage, 1)]
+    eta = snap.eta_s()
+    text = (f"{snap.status} after {snap.elapsed_s():.0f} s" if snap.finished else
+            f"training the {role} (stage {snap.stage + 1} of {snap.stages})"
+            + (f", about {eta:.0f} s left in this stage" if eta else ""))
+    st.progress(snap.progress(), text=text)
+    series = {r: job_series(snap.events, i) for i, r in enumerate(("teacher", "student")) if i <= snap.stage}
+    st.plotly_chart(training_figure(series), key="dd_training_chart")
+    if snap.finished:
+        if snap.status == "done":
+            accs = [job_series(snap.events, i)["evals"]["test_accuracy"] for i in range(snap.stages)]
+            msg = " · ".join(f"{r}: {100 * a[-1]:.1f} % test accuracy" for r, a in zip(("teacher", "student"), accs)
+                             if a)
+            st.success(f"Done. {msg}. The student is saved as a run"
+                       + (": pick it in step 3 to break it." if job.specs[0].dataset == "mnist-5k" else "."))
+        elif snap.status == "stopped":
+            st.info("Stopped; what was learned so far is saved as a run.")
+        else:
+            st.error(f"Training ended: {snap.status}. {snap.message}")
+
+
+@st.fragment(run_every=1.0)
+def _poll_job(job_id: str) -> None:
+    job = ss.jobs[job_id]
+    _show_job(job)
+    if job.snapshot().finished:
+        st.rerun()
+
+
+if job is not None:
+    if running:
+        _poll_job(job.id)
+    else:
+        _show_job(job)
+
+# ------------------------------------------------------------------ step 2: the temperature sweep
+
+st.header("2 · The temperature sweep")
+
+
+def _read_results(path: Path) -> tuple[dict | None, str]:
+    if not path.exists():
+        return None, ""
+    try:
+        results = json.loads(path.read_text())
+        sweep_rows(results)
+        return results, ""
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        return None, f"{path.name} could not be read: {e}"
+
+
+shipped, problem = _read_results(SHIPPED_SWEEP)
+if problem:
+    st.warning(f"The shipped sweep: {problem}")
+quick_job: ReproductionRun | None = ss.get("dd_quick")
+choices = (["your quick rerun"] if quick_job and quick_job.results else []) + (["shipped full run"] if shipped else [])
+shown = st.radio("Sweep", choices, key="dd_sweep_source", horizontal=True) if len(choices) > 1 else (
+    choices[0] if choices else None)
+results = shipped if shown == "shipped full run" else (quick_job.results if shown else None)
+
+with st.expander("Rerun the sweep (quick version, trained live)", expanded=results is None):
+    st.caption("Runs `python -m distill_core reproduce papernot --quick` in the background: an undistilled model, then "
+               "a teacher and a student at T = 1, 20 and 100 (1 epoch on a quarter of mnist-5k), each measured with "
+               "JSMA on the softmax, rho_adv, confidence and gradient amplitudes; then the T = 100 student is broken. "
+               "A pipeline check with few samples, not the paper's numbers: one to a few minutes on a CPU.")
+    busy = quick_job is not None and quick_job.status == "running"
+    if st.button("Run the quick sweep", key="dd_sweep_run", disabled=busy):
+        quick_job = ReproductionRun("papernot", Path(tempfile.mkdtemp(prefix="papernot-quick-"))).start()
+        ss.dd_quick = quick_job
+        busy = True
+
+    def _show_quick(job: ReproductionRun) -> None:
+        if job.status == "running":
+            st.info(f"Running for {job.elapsed_s():.0f} s: " + (job.lines[-1] if job.lines else "starting..."))
+        elif job.status == "error":
+            st.error(f"The quick sweep failed: {job.error}")
+        else:
+            st.success(f"Quick sweep done in {job.elapsed_s():.0f} s (results in {job.out}).")
+        if job.lines:
+            st.code("\n".join(job.lines[-8:]), language=None)
+
+    @st.fragment(run_every=1.0)
+    def _poll_quick() -> None:
+        _show_quick(ss.dd_quick)
+        if ss.dd_quick.status != "running":
+            st.rerun()
+
+    if busy:
+        _poll_quick()
+    elif quick_job is not None:
+        _show_quick(quick_job)
+
+if results is not None:
+    rows = sweep_rows(results)
+    base = sweep_baseline(results)
+    kind = "quick rerun" if results.get("quick") else "full run"
+    st.caption(f"{kind.capitalize()}: `{results.get('command', '')}`, {results.get('seconds', 0):.0f} s. "
+               "Students deployed at T = 1; the diamond is the undistilled model.")
+    g1, g2 = st.columns(2)
+    g1.plotly_chart(sweep_figure(rows, highlight_T=float(T), baseline=base, title="JSMA on the softmax vs T"),
+                    key="dd_sweep_fig")
+    g2.plotly_chart(confidence_figure(rows, highlight_T=float(T), title="Confidence and rho_adv vs T"),
+                    key="dd_conf_fig")
+    temps = [r["T"] for r in rows]
+    default_t = sorted({temps[0], temps[-1]} | ({float(T)} if float(T) in temps else set()))
+    hist_t = st.multiselect("Temperatures in the histogram", temps, default=default_t, key="dd_hist_T",
+                            format_func=lambda t: f"T = {t:g}")
+    st.plotly_chart(gradient_histogram_figure([r for r in rows if r["T"] in hist_t], highlight_T=float(T),
+                                              title="Adversarial gradient amplitude (softmax), log scale"),
+                    key="dd_grad_fig")
+    st.caption("As T grows the deployed softmax saturates: its input gradient shrinks by tens of orders of magnitude "
+               "and, in float32, becomes **exactly zero** for many images (the share is in the legend). JSMA on "
+               "the softmax has nothing left to follow, so its success collapses while accuracy barely moves.")
+    if results.get("expectations"):
+        with st.expander("Did the papers' effects show in this run?"):
+            st.dataframe(pd.DataFrame([{"shown": "yes" if e["shown"] else "no", "claim": e["claim"],
+                                        "numbers": e["detail"]} for e in results["expectations"]]),
+                         hide_index=True, key="dd_expectations")
+else:
+    st.info("No sweep yet: the shipped one (`python -m distill_core reproduce papernot`, written to "
+            f"{SHIPPED_SWEEP.relative_to(ROOT)}) is missing. Run the quick version above.")
+
+# ------------------------------------------------------------------ step 3: break it
+
+st.header("3 · Break it")
+st.markdown(
+    "**Defensive distillation masks gradients; it does not make the model robust** (Carlini & Wagner 2016, 2017). "
+    "Deployed at T = 1, the student's logits are about T times larger, its softmax saturates and the gradient of "
+    "anything computed through it underflows to zero in float32. Attacks that look at the softmax are blind; "
+    "the same attacks on the logits, on softmax(Z/T), with C&W's margin loss, or crafted on an undistilled "
+    "model and transferred, get through again. Press **Break it** to see it on real images.")
+
+mnist_models = available_models("mnist-5k")
+if not mnist_models:
+    st.warning("No mnist-5k model: build the zoo (`python -m distill_core zoo build`) or train one in step 1.")
+    st.stop()
+labels = [r.label for r in mnist_models]
+default = next((i for i, r in enumerate(mnist_models) if r.key == BREAK_DEFAULT), 0)
+k1, k2, k3 = st.columns([4, 4, 1])
+ref = mnist_models[labels.index(k1.selectbox("Distilled model to attack", labels, index=default, key="dd_break_model",
+                                              help="Defensive students from the zoo or your runs (step 1)."))]
+n_break = k2.slider("Test images (N)", 5, 200, 50, step=5, key="dd_break_n")
+with_cw_l2 = k3.checkbox("CW-L2", key="dd_break_cw", help="Also Carlini & Wagner's L2 attack (4 x 50 Adam steps: "
+                         "about as long as all the others together).")
+try:
+    model, info, cfg = get_model(ref)
+except (RunError, OSError, ValueError, KeyError) as e:
+    st.error(f"Could not load {ref.label}: {e}")
+    st.stop()
+T_model = float((cfg.get("method_config") or {}).get("T", 1.0))
+st.caption(f"{ref.label}: method `{ref.method}`, trained at T = {T_model:g}. "
+           + ("" if UNDISTILLED in zoo_names else "The undistilled zoo model is missing: no transfer attack."))
+
+
+def _break(target, target_info, T: float, n: int, cw_l2: bool, progress) -> dict:
+    """All the Break-it attacks on one model (the undistilled zoo model as the transfer source)."""
+    source = zoo_model(UNDISTILLED)[0] if UNDISTILLED in zoo_names and ref.key != UNDISTILLED else None
+    data, _ = dataset("mnist-5k", "test")
+    x, y = data.tensors
+    return break_defensive(target, x, y, T, source=source, n=n, info=target_info, cw_l2_steps=50 if cw_l2 else 0,
+                           progress=progress)
+
+
+mtime = (Path(ref.key) / "model.pt").stat().st_mtime if ref.source == "run" else 0.0
+settings = (ref.source, ref.key, mtime, n_break, with_cw_l2)
+cache = ss.setdefault("dd_break_cache", {})       # results by settings, for this browser session
+if st.button("Break it", key="dd_break", type="primary"):
+    ss.dd_break_shown = settings
+    if settings not in cache:
+        bar = st.progress(0.0, text="Starting...")
+
+        def _progress(done: int, total: int, name: str) -> None:
+            bar.progress(done / total, text=f"{name} on {n_break} images ({done + 1} of {total + 1})")
+
+        try:
+            cache[settings] = _break(model, info, T_model, n_break, with_cw_l2, _progress)
+        except ValueError as e:
+            st.error(str(e))
+        bar.empty()
+if settings in cache and ss.get("dd_break_shown") == settings:
+    res = cache[settings]
+    left, right = st.columns([3, 2])
+    left.plotly_chart(break_it_figure(res, title=f"Attack success on {ref.label} (T = {res['T']:g})"),
+                      key="dd_break_fig")
+    with right:
+        zg = res["zero_grad"]
+        m1, m2 = st.columns(2)
+        m1.metric("Zero softmax gradient", f"{zg['softmax']} / {zg['n']}",
+                  help="Images whose input Jacobian of softmax(Z) is exactly 0 in float32.")
+        m2.metric("Zero logit gradient", f"{zg['logits']} / {zg['n']}",
+                  help="The same for the logits Z: never zero, the information is all there.")
+        st.markdown("**Grey**: attacks through the saturated softmax, which the defence blinds. **Red**: the same "
+                    "budget spent through the logits, Z/T, the C&W margin, or on another model - the defence does "
+                    "not stop them. A softmax gradient that is exactly zero is the signature of gradient masking "
+                    "(one of AutoAttack's checks), not of robustness.")
+    st.dataframe(pd.DataFrame([{"attack": r["attack"], "success": f"{100 * r['success']:.0f} %",
+                                "detail": r["detail"]} for r in res["rows"]]),
+                 hide_index=True, key="dd_break_table")
+elif cache:
+    st.caption("Settings changed: press **Break it** to attack this model.")
+broken = (results or {}).get("break_it")
+if broken:
+    with st.expander(f"The same attacks in the {kind} of the reproduction (T = {broken['T']:g} student, "
+                     f"{broken['n']} images)"):
+        names = {"jsma_softmax": "JSMA on the softmax", "pgd_softmax": "PGD on the softmax (T = 1)",
+                 "jsma_logits": "JSMA on the logits", "pgd_z_over_t": "PGD on softmax(Z / T)", "cw_l2": "CW-L2",
+                 "transfer_from_undistilled": "Transfer from the undistilled model"}
+        st.dataframe(pd.DataFrame([{"attack": v, "success": f"{100 * broken[k]:.0f} %"} for k, v in names.items()
+                                   if broken.get(k) is not None]), hide_index=True, key="dd_shipped_break")

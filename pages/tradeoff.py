@@ -1,0 +1,81 @@
+"""Trade-off: every zoo model and run as clean vs robust accuracy, the Pareto front, a table, CSV export."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from distill_core.evaluate import w_robust
+from distill_core.experiments import evaluate_run_robustness, filter_rows, tradeoff_rows
+from distill_core.plots.tradeoff import pareto_front, tradeoff_figure
+from distill_core.runs import RunError, list_runs
+from distill_core.zoo import list_zoo
+from ui.common import init_state, runs_dir
+
+init_state()
+ss = st.session_state
+
+st.title("The accuracy-robustness trade-off")
+st.markdown(
+    "Every model of the zoo and every finished run, as **clean** accuracy against **robust** accuracy under "
+    "PGD-Linf at the dataset's budget (MNIST: eps 0.3). Up and to the right is better; the dashed line joins "
+    "the models no other model beats on both axes (the Pareto front). Circles: zoo; diamonds: your runs.")
+
+rows = tradeoff_rows(list_zoo(), list_runs(runs_dir()))
+if not rows:
+    st.info("No model yet: build the zoo (`python -m distill_core zoo build`) or train one on the Train page.")
+    st.stop()
+
+datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
+methods = sorted({r["method"] for r in rows if r["method"]})
+f1, f2, f3 = st.columns([2, 1, 3])
+default_ds = [ss.dataset] if ss.get("dataset") in datasets else datasets[:1]
+chosen_ds = f1.multiselect("Dataset", datasets, default=default_ds, key="to_datasets")
+chosen_src = f2.multiselect("Source", ["zoo", "runs"], default=["zoo", "runs"], key="to_sources")
+chosen_methods = f3.multiselect("Method", methods, default=methods, key="to_methods")
+shown = filter_rows(rows, chosen_ds, chosen_src, chosen_methods)
+
+missing = [r for r in rows if r["source"] == "runs" and r["robust"] is None]
+if missing:
+    e1, e2 = st.columns([3, 1])
+    n_eval = e2.slider("Test samples for PGD", 100, 1000, 300, step=100, key="to_eval_n")
+    e1.caption(f"{len(missing)} run(s) have no robust accuracy yet: they are in the table, not on the chart. "
+               "PGD-Linf (20 steps) takes a few seconds per model on a CPU; the result is saved in each run.")
+    if e1.button(f"Evaluate robustness of the {len(missing)} run(s) that lack it", key="to_evaluate"):
+        bar = st.progress(0.0, text="Evaluating...")
+        for i, r in enumerate(missing):
+            bar.progress(i / len(missing), text=f"PGD on {r['name']} ({i + 1} of {len(missing)})")
+            try:
+                evaluate_run_robustness(r["path"], n=n_eval)
+            except (RunError, OSError, ValueError, KeyError) as e:
+                st.warning(f"Could not evaluate {r['name']}: {e}")
+        bar.progress(1.0, text="Done.")
+        st.rerun()
+
+if not shown:
+    st.info("No model matches these filters.")
+    st.stop()
+
+plotted = [r for r in shown if r["clean"] is not None and r["robust"] is not None]
+labels = [{**r, "name": r["name"].split("/", 1)[-1] if r["source"] == "zoo" else r["name"][-6:]} for r in plotted]
+title = " + ".join(chosen_ds) if chosen_ds else "all datasets"
+st.plotly_chart(tradeoff_figure(labels, f"Clean vs robust accuracy ({title})", height=480), key="to_figure")
+if len({r["dataset"] for r in plotted}) > 1:
+    st.caption("Several datasets on one chart: their accuracies are not comparable, and the Pareto front mixes them.")
+front = {plotted[i]["name"] for i in pareto_front([r["clean"] for r in plotted], [r["robust"] for r in plotted])}
+
+table = pd.DataFrame([{
+    "name": r["name"], "source": r["source"], "dataset": r["dataset"], "method": r["method"], "model": r["model"],
+    "trained at T": r["T"],
+    "clean (%)": None if r["clean"] is None else round(100 * r["clean"], 2),
+    "robust (%)": None if r["robust"] is None else round(100 * r["robust"], 2),
+    "W-Robust (%)": None if r["clean"] is None or r["robust"] is None else round(100 * w_robust(r["clean"],
+                                                                                               r["robust"]), 2),
+    "Pareto": r["name"] in front, "robust attack": r["robust_attack"]} for r in shown])
+st.dataframe(table, hide_index=True, key="to_table")
+st.download_button("Download CSV", table.to_csv(index=False), file_name="tradeoff.csv", mime="text/csv",
+                   key="to_csv")
+st.caption("W-Robust = (clean + robust) / 2, MTARD's single number (Zhao et al. 2022). **Careful with models "
+           "trained at a high temperature** (defensive students and their teachers, 'trained at T' > 1): their "
+           "robust accuracy here is PGD on the cross-entropy at T = 1, which their saturated softmax masks. They "
+           "sit high for the wrong reason - the Defensive distillation page breaks them.")

@@ -1,0 +1,139 @@
+"""The defensive-distillation page: renders from the zoo, T drives the spec and the sweep, Break it breaks it."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from distill_core import zoo
+from distill_core.experiments import ReproductionRun
+from distill_core.zoo import list_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "defensive.py")
+NEEDED = {"mnist-5k/defensive-T100", "mnist-5k/standard"}
+pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in list_zoo()},
+                                reason="the zoo is not built (python -m distill_core zoo build)")
+
+
+@pytest.fixture(autouse=True)
+def _runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILL_RUNS", str(tmp_path / "runs"))
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _frame(at: AppTest, column: str):
+    """The first table on the page with this column (AppTest does not expose a dataframe's key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _spec_T(at: AppTest) -> list[float]:
+    return list(_frame(at, "role")["T"])
+
+
+def _fake_sweep() -> ReproductionRun:
+    """A finished quick rerun, as the page keeps it in session state."""
+    def point(T, jsma):
+        return {"T": T, "test_accuracy": 0.9, "jsma_softmax_success": jsma, "rho_adv": 0.02, "confidence": 0.99,
+                "zero_grad_fraction": jsma / 2, "grad_hist": {"edges": [-20.0, -10.0, 0.0], "counts": [1, 3]}}
+
+    job = ReproductionRun("papernot", out=None, status="done")
+    job.results = {"quick": True, "command": "python -m distill_core reproduce papernot --quick", "seconds": 60,
+                   "undistilled": point(1.0, 0.9), "sweep": [point(1.0, 0.8), point(20.0, 0.1), point(100.0, 0.0)],
+                   "expectations": [{"claim": "c", "shown": True, "detail": "d"}]}
+    return job
+
+
+def test_renders_and_T_changes_the_training_spec_and_the_sweep_highlight():
+    at = _page()
+    assert _spec_T(at) == [20.0, 20.0]
+    assert list(_frame(at, "role")["teacher"]) == ["-", "@0"]
+    at.session_state["dd_quick"] = _fake_sweep()
+    at.run()
+    assert not at.exception
+    sweep = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [s["x0"] for s in sweep["layout"]["shapes"]] == pytest.approx([1.30103])    # log10(20)
+    at.select_slider(key="dd_T").set_value(100).run()
+    assert _spec_T(at) == [100.0, 100.0]
+    sweep = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [s["x0"] for s in sweep["layout"]["shapes"]] == pytest.approx([2.0])
+    jsma = next(t for t in sweep["data"] if t["name"] == "JSMA success on the softmax")
+    assert jsma["y"] == pytest.approx([80.0, 10.0, 0.0])
+
+
+def test_rerun_the_sweep_runs_the_reproduction_in_the_background(monkeypatch):
+    import distill_core.reproduce as reproduce
+
+    calls = []
+
+    def quick(experiment, *, quick, out, seed, log):
+        calls.append((experiment, quick))
+        log("training the undistilled model")
+        return _fake_sweep().results
+
+    monkeypatch.setattr(reproduce, "run_reproduction", quick)
+    at = _page()
+    at.button(key="dd_sweep_run").click().run()
+    job = at.session_state["dd_quick"]
+    deadline = time.time() + 30
+    while job.status == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at.run()
+    assert not at.exception, at.exception
+    assert calls == [("papernot", True)] and job.status == "done"
+    assert "training the undistilled model" in at.code[0].value
+    sweep = json.loads(at.get("plotly_chart")[0].proto.spec)      # the quick rerun is shown first
+    assert next(t for t in sweep["data"] if t["name"] == "clean test accuracy")["x"] == [1.0, 20.0, 100.0]
+
+
+def test_break_it_shows_jsma_on_the_softmax_fails_where_jsma_on_the_logits_succeeds():
+    at = _page()
+    assert at.selectbox(key="dd_break_model").value == "zoo: defensive-T100"
+    at.slider(key="dd_break_n").set_value(5).run()
+    at.button(key="dd_break").click().run()
+    assert not at.exception, at.exception
+    table = _frame(at, "detail")
+    rate = {a: float(s.rstrip(" %")) for a, s in zip(table["attack"], table["success"])}
+    assert rate["JSMA on the softmax (Papernot's attack)"] < rate["JSMA on the logits Z"]
+    assert rate["PGD on softmax(Z / T)"] > rate["PGD on the softmax (cross-entropy at T = 1)"]
+    assert "Transfer from the undistilled model" in rate
+    zero_soft, zero_logit = (m.value for m in at.metric)
+    assert int(zero_soft.split(" / ")[0]) > 0 and int(zero_logit.split(" / ")[0]) == 0
+
+
+def test_training_teacher_and_student_on_moons_saves_two_runs(tmp_path):
+    at = _page()
+    at.radio(key="dd_dataset").set_value("moons").run()
+    at.number_input(key="dd_epochs_moons").set_value(1).run()
+    assert list(_frame(at, "role")["model"]) == ["mlp", "mlp"]
+    at.button(key="dd_start").click().run()
+    assert not at.exception, at.exception
+    job = at.session_state["jobs"][at.session_state["dd_job"]]
+    job.join(90)
+    at.run()
+    assert job.snapshot().status == "done", job.snapshot().message
+    assert any("Done." in s.value for s in at.success)
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_page_runs_under_the_router():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/defensive.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Defensive distillation, and how it is broken"
+
+
+def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    monkeypatch.setenv("DISTILL_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert any("No mnist-5k model" in w.value for w in at.warning)

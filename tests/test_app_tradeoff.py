@@ -1,0 +1,96 @@
+"""The trade-off page: zoo and runs on one chart; filters change the points; unevaluated runs get evaluated."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from distill_core import zoo
+from distill_core.jobs import TrainSpec, prepare_training
+from distill_core.train import TrainConfig
+from distill_core.zoo import list_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "tradeoff.py")
+pytestmark = pytest.mark.skipif(not list_zoo(dataset="moons") or not list_zoo(dataset="mnist-5k"),
+                                reason="the zoo is not built (python -m distill_core zoo build)")
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    """A runs folder with one finished moons run that has no robust accuracy yet."""
+    d = tmp_path / "runs"
+    monkeypatch.setenv("DISTILL_RUNS", str(d))
+    spec = TrainSpec(dataset="moons", model="mlp", method="standard", name="tiny-moons-run",
+                     train=TrainConfig(epochs=1, max_steps=5, device="cpu"))
+    trainer, _ = prepare_training(spec, d)
+    for _ in trainer.run():
+        pass
+    return d
+
+
+def _points(at: AppTest) -> set[str]:
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return {text for t in spec["data"] if t.get("mode") == "markers+text" for text in t["text"]}
+
+
+def _table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value
+
+
+def test_filters_change_the_points(runs):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    mnist = {m["name"].split("/", 1)[1] for m in list_zoo(dataset="mnist-5k")}
+    assert _points(at) == mnist
+    at.multiselect(key="to_datasets").set_value(["moons"]).run()
+    assert _points(at) == {m["name"].split("/", 1)[1] for m in list_zoo(dataset="moons")}
+    at.multiselect(key="to_methods").set_value(["kd", "bss"]).run()
+    assert _points(at) == {"kd", "bss"}
+    assert set(_table(at)["name"]) == {"moons/kd", "moons/bss"}
+    [download] = at.get("download_button")
+    assert download.proto.label == "Download CSV"
+    at.multiselect(key="to_sources").set_value(["runs"]).run()
+    assert any("No model matches" in i.value for i in at.info)
+    at.multiselect(key="to_methods").set_value(["standard"]).run()
+    assert list(_table(at)["name"]) == ["tiny-moons-run"]
+    assert _points(at) == set()                           # no robust accuracy yet: in the table, not on the chart
+    assert not at.exception, at.exception
+
+
+def test_unevaluated_run_is_listed_then_evaluated(runs):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.multiselect(key="to_datasets").set_value(["moons"]).run()
+    table = _table(at)
+    row = table[table["name"] == "tiny-moons-run"].iloc[0]
+    assert row["source"] == "runs" and pd.isna(row["robust (%)"]) and not pd.isna(row["clean (%)"])
+    assert "Pareto" in table.columns and table["Pareto"].any()
+    at.slider(key="to_eval_n").set_value(100).run()
+    at.button(key="to_evaluate").click().run()
+    assert not at.exception, at.exception
+    table = _table(at)
+    row = table[table["name"] == "tiny-moons-run"].iloc[0]
+    assert 0 <= row["robust (%)"] <= row["clean (%)"]
+    summary = json.loads((runs / "tiny-moons-run" / "summary.json").read_text())
+    assert summary["robustness"]["n"] == 100
+    assert "ns-run" in _points(at)                        # on the chart now, labelled by its last 6 characters
+    assert not any(b.key == "to_evaluate" for b in at.button)
+
+
+def test_page_runs_under_the_router():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/tradeoff.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "The accuracy-robustness trade-off"
+
+
+def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    monkeypatch.setenv("DISTILL_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert any("No model yet" in i.value for i in at.info)
