@@ -13,15 +13,15 @@ ROOT = Path(__file__).resolve().parent
 
 PAGES = [
     # (file, title, icon, url)
-    ("pages/home.py", "Home", ":material/home:", "home"),
-    ("pages/temperature.py", "Temperature", ":material/thermostat:", "temperature"),
-    ("pages/train.py", "Train", ":material/model_training:", "train"),
-    ("pages/defensive.py", "Defensive distillation", ":material/shield:", "defensive"),
-    ("pages/boundary.py", "Boundary samples", ":material/timeline:", "boundary"),
-    ("pages/multi_teacher.py", "Multi-teacher", ":material/groups:", "multi-teacher"),
-    ("pages/attack_lab.py", "Attack lab", ":material/bolt:", "attack-lab"),
-    ("pages/sensitivity.py", "Sensitivity", ":material/blur_on:", "sensitivity"),
-    ("pages/tradeoff.py", "Trade-off", ":material/scatter_plot:", "trade-off"),
+    ("views/home.py", "Home", ":material/home:", "home"),
+    ("views/temperature.py", "Temperature", ":material/thermostat:", "temperature"),
+    ("views/train.py", "Train", ":material/model_training:", "train"),
+    ("views/defensive.py", "Defensive distillation", ":material/shield:", "defensive"),
+    ("views/boundary.py", "Boundary samples", ":material/timeline:", "boundary"),
+    ("views/multi_teacher.py", "Multi-teacher", ":material/groups:", "multi-teacher"),
+    ("views/attack_lab.py", "Attack lab", ":material/bolt:", "attack-lab"),
+    ("views/sensitivity.py", "Sensitivity", ":material/blur_on:", "sensitivity"),
+    ("views/tradeoff.py", "Trade-off", ":material/scatter_plot:", "trade-off"),
 ]
 
 

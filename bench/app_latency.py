@@ -7,7 +7,7 @@
    sends) - goal < 300 ms; also the whole page's rerun under AppTest after a slider move.
 2. The Attack lab: a 40-step PGD on one mnist-5k test image against the zoo's standard model, shown
    to the page's three default models, with saliency, and its five figures - goal < 0.5 s on a CPU.
-3. Every page file in ``pages/``: its first render in a fresh AppTest session under ``app.py``'s
+3. Every page file in ``views/``: its first render in a fresh AppTest session under ``app.py``'s
    router (``switch_page(page).run()``), after one warm-up that fills the caches (AppTest caches
    are process-wide) - goal < 2 s.
 
@@ -72,7 +72,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def bench_temperature_slider(repeats: int) -> float:
-    """The slider path of pages/temperature.py: lookups in the cached curves, six figures, JSON."""
+    """The slider path of views/temperature.py: lookups in the cached curves, six figures, JSON."""
     test, info = load_dataset("mnist-5k", "test")
     model, _, _ = load_zoo_model("mnist-5k/standard")
     robust, _, _ = load_zoo_model("mnist-5k/trades")
@@ -111,7 +111,7 @@ def bench_temperature_slider(repeats: int) -> float:
 
 
 def bench_attack(repeats: int) -> tuple[float, float]:
-    """The Run-attack path of pages/attack_lab.py: 40-step PGD, three models, saliency, five figures."""
+    """The Run-attack path of views/attack_lab.py: 40-step PGD, three models, saliency, five figures."""
     test, info = load_dataset("mnist-5k", "test")
     names = [n for n in ("mnist-5k/standard", "mnist-5k/defensive-T20", "mnist-5k/trades")
              if n in {m["name"] for m in list_zoo()}]
@@ -147,16 +147,16 @@ def bench_pages(repeats: int, only: list[str] | None) -> list[tuple[str, float |
 
     app = str(ROOT / "app.py")
     out: list[tuple[str, float | str]] = []
-    for page in sorted((ROOT / "pages").glob("*.py")):
+    for page in sorted((ROOT / "views").glob("*.py")):
         if only and page.stem not in only:
             continue
-        rel = f"pages/{page.name}"
+        rel = f"views/{page.name}"
 
         def render(rel: str = rel) -> float:
             at = AppTest.from_file(app, default_timeout=600)
             t0 = time.perf_counter()
             at.run()
-            if rel != "pages/home.py":
+            if rel != "views/home.py":
                 t0 = time.perf_counter()
                 at.switch_page(rel).run()
             ms = (time.perf_counter() - t0) * 1000
@@ -176,7 +176,7 @@ def bench_slider_rerun(repeats: int) -> float:
     """The whole Temperature page rerun after a slider move (AppTest), caches warm."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / "temperature.py"), default_timeout=600).run()
+    at = AppTest.from_file(str(ROOT / "views" / "temperature.py"), default_timeout=600).run()
     values = [0.1, 0.316, 1.0, 3.16, 10.0, 31.6, 100.0]
     for v in values:
         at.select_slider(key="temp_T").set_value(v).run()
@@ -188,7 +188,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--pages", default="", help="comma-separated page names to render (default: all in pages/)")
+    p.add_argument("--pages", default="", help="comma-separated page names to render (default: all in views/)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -206,7 +206,7 @@ def main() -> None:
         rows.append(("temperature: AppTest rerun after a slider move", bench_slider_rerun(args.repeats * 2),
                      GOALS_MS["temperature"]))
     for name, ms in bench_pages(args.repeats, only):
-        rows.append((f"first render, caches warm: pages/{name}", ms, GOALS_MS["page"]))
+        rows.append((f"first render, caches warm: views/{name}", ms, GOALS_MS["page"]))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'what':<{width}}  {'median ms':>10}  {'goal ms':>8}  ok")
     for name, ms, goal in rows:

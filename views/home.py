@@ -26,21 +26,22 @@ with left:
                  "robust": m["metrics"]["robust_accuracy"]} for m in zoo]
         st.plotly_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), key="home_tradeoff")
         st.caption(f"Robust accuracy: {zoo[0]['metrics']['robust_attack']}. Up and to the right is better; "
-                   "the dashed line is the Pareto front. Defensive distillation sits high here *only* because "
-                   "its gradients are masked - the Defensive distillation page breaks it.")
+                   "the dashed line is the Pareto front. The models trained at T > 1 (defensive students "
+                   "and their teachers) sit high here *only* because their gradients are masked - the "
+                   "Defensive distillation page breaks them.")
     else:
         st.info("The model zoo is empty. Build it once with `python -m distill_core zoo build` "
                 "(a few minutes on a CPU), or train your own models on the Train page.")
 with right:
     st.subheader("Where to start")
-    st.page_link("pages/temperature.py", label="Temperature: how T reshapes a softmax", icon=":material/thermostat:")
-    st.page_link("pages/defensive.py", label="Defensive distillation, and how it is broken", icon=":material/shield:")
-    st.page_link("pages/attack_lab.py", label="Attack lab: one image, any attack", icon=":material/bolt:")
-    st.page_link("pages/boundary.py", label="Boundary-supporting samples (BSS)", icon=":material/timeline:")
-    st.page_link("pages/multi_teacher.py", label="MTARD: two teachers, tuned live", icon=":material/groups:")
-    st.page_link("pages/train.py", label="Train any model with any method", icon=":material/model_training:")
-    st.page_link("pages/sensitivity.py", label="Sensitivity: gradients and saliency", icon=":material/blur_on:")
-    st.page_link("pages/tradeoff.py", label="Trade-off: all your runs, Pareto front", icon=":material/scatter_plot:")
+    st.page_link("views/temperature.py", label="Temperature: how T reshapes a softmax", icon=":material/thermostat:")
+    st.page_link("views/defensive.py", label="Defensive distillation, and how it is broken", icon=":material/shield:")
+    st.page_link("views/attack_lab.py", label="Attack lab: one image, any attack", icon=":material/bolt:")
+    st.page_link("views/boundary.py", label="Boundary-supporting samples (BSS)", icon=":material/timeline:")
+    st.page_link("views/multi_teacher.py", label="MTARD: two teachers, tuned live", icon=":material/groups:")
+    st.page_link("views/train.py", label="Train any model with any method", icon=":material/model_training:")
+    st.page_link("views/sensitivity.py", label="Sensitivity: gradients and saliency", icon=":material/blur_on:")
+    st.page_link("views/tradeoff.py", label="Trade-off: all your runs, Pareto front", icon=":material/scatter_plot:")
     st.caption("Teaching? Start with Temperature, then Defensive distillation. Researching? Multi-teacher and "
                "Train, then compare on Trade-off.")
 
