@@ -37,30 +37,43 @@ def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from .presets import list_presets
+    from .train import AMP_MODES, AUGMENTATIONS, TrainConfig
 
     d = TrainConfig()
     p = _Parser(prog="python -m distill_core", description="Robust Distillation Lab: train, evaluate and list runs.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model with a method; writes a run folder")
-    t.add_argument("--dataset", default="mnist-5k")
-    t.add_argument("--model", default="papernot-cnn")
-    t.add_argument("--method", default="standard")
+    t.add_argument("--preset", choices=list_presets(), default=None, metavar="NAME",
+                   help=f"a paper's recipe ({', '.join(list_presets())}); the flags given here override its values")
+    t.add_argument("--dataset", default=None, help="default mnist-5k")
+    t.add_argument("--model", default=None, help="default papernot-cnn")
+    t.add_argument("--method", default=None, help="default standard")
     t.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
                    help="a method setting, e.g. --set T=20 (repeatable; see `methods`)")
-    t.add_argument("--teacher", dest="teachers", action="append", metavar="ROLE=RUN",
-                   help="a teacher by role: a run folder, a run name under --runs-dir, or a zoo name")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--momentum", type=float, default=d.momentum)
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    t.add_argument("--schedule", choices=("none", "step", "cosine"), default=d.schedule)
+    t.add_argument("--teacher", dest="teachers", action="append", metavar="ROLE=REF",
+                   help="a teacher by role: a run folder, a run name under --runs-dir, a zoo name, or a bare state "
+                        "dict ARCH:PATH.pt (PATH.pt alone: the preset's architecture for that role)")
+    t.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help=f"default {d.batch_size}; under torchrun the global batch, split over the processes")
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help=f"default {d.optimizer}")
+    t.add_argument("--lr", type=float, default=None, help=f"default {d.lr}")
+    t.add_argument("--momentum", type=float, default=None, help=f"default {d.momentum}")
+    t.add_argument("--weight-decay", type=float, default=None, help=f"default {d.weight_decay}")
+    t.add_argument("--schedule", choices=("none", "step", "cosine"), default=None, help=f"default {d.schedule}")
     t.add_argument("--milestones", default=None, help="step schedule epochs, e.g. 40,60 (or fractions 0.5,0.75)")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--device", default=d.device, help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    t.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
+    t.add_argument("--device", default=None, help="auto (cuda > mps > cpu; the default), cpu, cuda, cuda:N or mps")
+    t.add_argument("--amp", choices=AMP_MODES, default=None,
+                   help="bf16 autocast: auto (the default: on CUDA, for the methods safe under it), off or bf16")
+    t.add_argument("--channels-last", choices=("auto", "on", "off"), default=None,
+                   help="channels-last memory format (default auto: for CNNs on CUDA)")
+    t.add_argument("--compile", action="store_true", default=None, help="torch.compile the student")
+    t.add_argument("--augment", choices=AUGMENTATIONS, default=None,
+                   help="crop-flip: random crop with 4-pixel padding + horizontal flip, batched on the device "
+                        "(default none; the CIFAR presets use crop-flip)")
     t.add_argument("--fraction", type=float, default=1.0, help="share of the training split to use (0, 1]")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
     t.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N test samples")
@@ -105,39 +118,87 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- commands
 
 
-def cmd_train(args) -> int:
-    from tqdm import tqdm
+_TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "seed", "device",
+                "max_steps", "eval_samples", "amp", "compile", "augment")
 
-    from .jobs import TrainSpec, prepare_training
-    from .train import TrainConfig
 
-    train_kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-                        seed=args.seed, device=args.device, max_steps=args.max_steps, eval_samples=args.eval_samples)
+def _train_settings(args) -> dict:
+    """The TrainConfig values given on the command line (the rest come from the preset or the defaults)."""
+    given = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.channels_last is not None:
+        given["channels_last"] = {"on": True, "off": False}.get(args.channels_last, "auto")
     if args.milestones:
         try:
-            train_kwargs["milestones"] = tuple(float(m) for m in args.milestones.split(","))
+            given["milestones"] = tuple(float(m) for m in args.milestones.split(","))
         except ValueError:
             raise UsageError(f"--milestones must be numbers separated by commas, got {args.milestones!r}") from None
+    return given
+
+
+def _start_line(spec, data: dict, preset) -> str:
+    notes = [data["precision"]]
+    if data["channels_last"]:
+        notes.append("channels_last")
+    if data["compiled"]:
+        notes.append("torch.compile")
+    if data["world_size"] > 1:
+        notes.append(f"DDP over {data['world_size']} processes, {spec.train.batch_size // data['world_size']} "
+                     "samples each per step")
+    if preset is not None:
+        notes.append(f"preset {preset.name}")
+    return (f"training {spec.method} / {spec.model} on {spec.dataset} ({data['n_train']} samples) "
+            f"on {data['device']} [{', '.join(notes)}]")
+
+
+def cmd_train(args) -> int:
+    import functools
+
+    from tqdm import tqdm
+
+    from . import distributed
+    from .data import load_dataset
+    from .jobs import TrainSpec, prepare_training
+    from .methods import get_method
+    from .presets import get_preset, load_teacher, method_settings
+    from .runs import CONFIG, atomic_write_json
+    from .train import TrainConfig
+
+    preset = get_preset(args.preset) if args.preset else None
     try:
-        config = TrainConfig(**train_kwargs)
-        spec = TrainSpec(dataset=args.dataset, model=args.model, method=args.method,
-                         method_config=_key_values(args.settings, "--set"), train=config,
+        config = TrainConfig(**{**(preset.train if preset else {}), **_train_settings(args)})
+        method = args.method or (preset.method if preset else "standard")
+        settings = method_settings(preset, get_method(method).Config) if preset else {}
+        spec = TrainSpec(dataset=args.dataset or (preset.dataset if preset else "mnist-5k"),
+                         model=args.model or (preset.model if preset else "papernot-cnn"), method=method,
+                         method_config={**settings, **_key_values(args.settings, "--set")}, train=config,
                          teachers=_key_values(args.teachers, "--teacher"), fraction=args.fraction,
                          data_root=args.data_root, download=args.download, name=args.name)
+        dist = distributed.init_from_env(config.device)   # a single process unless started by torchrun
+        info = functools.cache(lambda: load_dataset(spec.dataset, "test", spec.data_root, spec.download,
+                                                    seed=config.seed)[1])
+        teachers = {role: load_teacher(ref, info, preset.teachers.get(role) if preset else None, args.runs_dir)
+                    for role, ref in spec.teachers.items()}
         stop = threading.Event()
-        trainer, writer = prepare_training(spec, args.runs_dir, stop=stop)
+        trainer, writer = prepare_training(spec, args.runs_dir if dist.is_main else None, stop=stop,
+                                           teacher_models=teachers)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
+    if writer is not None and (preset is not None or dist.enabled):
+        if preset is not None:
+            writer.config["preset"] = preset.name
+        if dist.enabled:
+            writer.config["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
+        atomic_write_json(writer.path / CONFIG, writer.config)
 
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop cleanly, keep the model
+    # Ctrl-C: stop cleanly, keep the model; torchrun passes a Ctrl-C on to its workers as SIGTERM.
+    signals = (signal.SIGINT, signal.SIGTERM) if dist.enabled else (signal.SIGINT,)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
     bar = None
     final = None
     try:
         for event in trainer.run():
-            if event.kind == "start":
-                print(f"training {spec.method} / {spec.model} on {spec.dataset} ({event.data['n_train']} samples) "
-                      f"on {event.data['device']}", file=sys.stderr)
+            if event.kind == "start" and dist.is_main:
+                print(_start_line(spec, event.data, preset), file=sys.stderr)
                 bar = tqdm(total=event.data["total_steps"], disable=args.quiet, unit="step", file=sys.stderr)
             elif event.kind == "step" and bar is not None:
                 bar.update(1)
@@ -147,16 +208,22 @@ def cmd_train(args) -> int:
             elif event.kind in ("done", "stopped", "diverged", "error"):
                 final = event
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
+    status = EXIT_OK if final.kind in ("done", "stopped") else EXIT_FAILED
+    if final.kind != "error":   # after an error on one rank the others may never reach the barrier
+        distributed.shutdown()
+    if writer is None:
+        return status
     s = final.data
     acc = "n/a" if s.get("test_accuracy") is None else f"{s['test_accuracy']:.2%}"
     line = f"{final.kind}: test accuracy {acc}, {s['epochs']} epochs, {s['seconds']:.1f} s, run {writer.path}"
     if s.get("reason"):
         line += f" ({s['reason']})"
     print(line)
-    return EXIT_OK if final.kind in ("done", "stopped") else EXIT_FAILED
+    return status
 
 
 def cmd_runs(args) -> int:
@@ -304,15 +371,18 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import ReproductionError, run_reproduction
+    from .reproduce import ReproductionError, check_options, run_reproduction
 
     try:
-        results = run_reproduction(args.experiment, quick=args.quick, out=args.out, seed=args.seed,
-                                   train_teachers=args.train_teachers)
-    except (ValueError, ReproductionError) as e:
+        out = check_options(args.experiment, args.quick, args.out, args.train_teachers)
+    except ValueError as e:
         raise UsageError(str(e)) from None
-    print(f"{args.experiment}: {results['seconds']:.1f} s, results in {args.out or 'assets/reproductions/'
-                                                                        + args.experiment}")
+    try:
+        results = run_reproduction(args.experiment, quick=args.quick, out=out, seed=args.seed,
+                                   train_teachers=args.train_teachers)
+    except ReproductionError as e:  # a missing zoo teacher: one line saying what to do
+        raise UsageError(str(e)) from None
+    print(f"{args.experiment}: {results['seconds']:.1f} s, wrote {out / 'results.json'} and {out / 'results.md'}")
     for e in results["expectations"]:
         print(f"  [{'shown' if e['shown'] else 'not shown'}] {e['claim']}: {e['detail']}")
     return EXIT_OK

@@ -1,0 +1,132 @@
+"""The three papers' experiments, headless and seeded: ``results.json`` + ``results.md`` in one folder.
+
+    python -m distill_core reproduce papernot --quick --out /tmp/papernot     # under 90 s on 2 CPU cores
+    python -m distill_core reproduce mtard                                    # -> assets/reproductions/mtard/
+
+One module per paper, each with a ``Settings`` dataclass (the full run's values; ``QUICK``
+holds the overrides of the CPU-minute version the test suite runs), ``run(settings, log)``
+returning the measurements and the checked expectations, and ``markdown(results)``:
+
+- :mod:`.papernot` — defensive distillation's T sweep and the attacks that break it;
+- :mod:`.bss` — standard vs KD vs BSS-KD students with scarce data, MagSim / AngSim;
+- :mod:`.mtard` — the MTARD paper's table: clean, FGSM, PGD-20, CW-inf and W-Robust per method.
+
+``results.json`` holds ``experiment``, ``quick``, ``settings``, ``seconds``, ``command``, the
+experiment's data and ``expectations`` (``[{"claim", "shown", "detail"}]``: did the paper's
+effect show on this data, and by how much). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from ..runs import atomic_write_bytes, atomic_write_json
+from ._common import Log, ReproductionError, jsonable
+
+__all__ = ["EXPERIMENTS", "ReproductionError", "check_options", "cli_command", "default_out", "run_reproduction",
+           "stderr_log"]
+
+EXPERIMENTS = ("papernot", "bss", "mtard")
+TITLES = {"papernot": "Defensive distillation (Papernot et al., IEEE S&P 2016) and its breaking (Carlini & Wagner)",
+          "bss": "Boundary-supporting samples with scarce data (Heo et al., AAAI 2019)",
+          "mtard": "Multi-teacher adversarial robustness distillation, MTARD (Zhao et al., ECCV 2022)"}
+REPRODUCTIONS_DIR = Path(__file__).resolve().parents[2] / "assets" / "reproductions"
+
+
+def default_out(experiment: str) -> Path:
+    """Where a full run writes by default: ``assets/reproductions/<experiment>/`` in the repository."""
+    return REPRODUCTIONS_DIR / experiment
+
+
+def cli_command(experiment: str, quick: bool = False, out: str | Path | None = None, seed: int = 0,
+                train_teachers: bool = False) -> str:
+    """The command line that reruns a reproduction with these options."""
+    args = ["python", "-m", "distill_core", "reproduce", experiment]
+    args += ["--quick"] if quick else []
+    args += ["--out", str(out)] if out is not None else []
+    args += ["--seed", str(seed)]
+    args += ["--train-teachers"] if train_teachers else []
+    return shlex.join(args)
+
+
+def stderr_log(experiment: str) -> Log:
+    """A progress printer: ``[experiment  12.3 s] message`` on stderr, time since it was made."""
+    start = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{experiment} {time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def check_options(experiment: str, quick: bool = False, out: str | Path | None = None,
+                  train_teachers: bool = False) -> Path:
+    """Validate a reproduction's options before anything runs; return the output folder.
+
+    Raises ``ValueError`` for an unknown experiment, ``train_teachers`` with papernot (which
+    trains all its models) and ``quick`` without ``out`` (the default folder holds the shipped
+    full results).
+    """
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose from: {', '.join(EXPERIMENTS)}")
+    if train_teachers and experiment == "papernot":
+        raise ValueError("papernot trains all its models; --train-teachers applies to bss and mtard")
+    if out is None and quick:
+        raise ValueError("--quick needs --out DIR (the default folder holds the shipped full results)")
+    return Path(out) if out is not None else default_out(experiment)
+
+
+def run_reproduction(experiment: str, *, quick: bool = False, out: str | Path | None = None, seed: int = 0,
+                     train_teachers: bool = False, log: Log | None = None) -> dict[str, Any]:
+    """Run one reproduction and write ``results.json`` and ``results.md`` into ``out``; return the results.
+
+    ``out`` defaults to :func:`default_out` for a full run and is required with ``quick`` (the
+    default folder holds the shipped full results). ``seed`` seeds models, data order and
+    attacks (BSS: the first of its seeds). ``train_teachers`` (bss, mtard) trains the teachers
+    instead of loading them from the zoo. ``log`` gets progress lines (default: stderr).
+    Raises ``ValueError`` for bad options (:func:`check_options`) and :class:`ReproductionError`
+    when a needed zoo teacher is missing.
+    """
+    out = check_options(experiment, quick, out, train_teachers)
+    module = importlib.import_module(f"{__name__}.{experiment}")
+    kwargs = {"train_teachers": train_teachers} if experiment != "papernot" else {}
+    settings = module.settings(quick, seed, **kwargs)
+    log = log or stderr_log(experiment)
+    command = cli_command(experiment, quick, out, seed, train_teachers)
+    log(f"{'quick' if quick else 'full'} run, seed {seed}, writing to {out}")
+
+    start = time.perf_counter()
+    data = module.run(settings, log)
+    seconds = time.perf_counter() - start
+    environment = {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+                   "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+    results = jsonable({"experiment": experiment, "quick": quick,
+                        "settings": {**dataclasses.asdict(settings), "environment": environment},
+                        "seconds": round(seconds, 1), "command": command, **data})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", results)
+    atomic_write_bytes(out / "results.md", markdown(results, module).encode())
+    log(f"done in {seconds:.1f} s: {out / 'results.json'}, {out / 'results.md'}")
+    return results
+
+
+def markdown(results: dict[str, Any], module: ModuleType) -> str:
+    """results.md: title, how it was made, the experiment's tables and its verdict."""
+    kind = "quick run (a pipeline check, not the paper's numbers)" if results["quick"] else "full run"
+    env = results["settings"]["environment"]
+    return "\n\n".join([
+        f"# {TITLES[results['experiment']]}",
+        f"{kind.capitalize()}: `{results['command']}`, {results['seconds']:.0f} s on {env['threads']} CPU "
+        f"thread(s), torch {env['torch']}. Every setting is in results.json.",
+        module.markdown(results),
+    ]) + "\n"

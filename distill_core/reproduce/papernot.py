@@ -1,0 +1,252 @@
+"""Defensive distillation's temperature sweep (Papernot et al., IEEE S&P 2016), and how it breaks (Carlini & Wagner).
+
+METHODS.md section 1 and 1a. One initial model is trained for 1 epoch at T = 1 and shared by
+every teacher and student, as the reference code shares one between a teacher and its student
+(sharing it across T as well makes every temperature start from the same weights). Then:
+
+- the **undistilled** model: ``standard`` at T = 1 from the initial model (Papernot's baseline,
+  and the source of the transfer attack);
+- for each T, a **teacher** trained with ``standard`` at T and a **student** of the same
+  architecture trained with ``defensive`` at T on the teacher's soft labels, deployed at T = 1.
+
+Each deployed model is measured as in the paper: test accuracy, targeted JSMA success on the
+softmax (the first ``n_jsma`` correctly classified test samples, each towards the 9 other
+classes, gamma = 14.5 %, theta = +1), ``rho_adv`` (uncapped JSMA on the softmax), mean
+confidence, and the histogram of the softmax's adversarial gradient amplitude with its exact
+zeros. The highest-T student is then attacked the ways that ignore the saturated softmax:
+JSMA on the logits, PGD on ``softmax(Z / T)``, CW-L2, and PGD examples transferred from the
+undistilled model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..attacks import attack_defaults, run_attack
+from ..data import DatasetInfo, load_dataset
+from ..evaluate import (
+    accuracy,
+    gradient_amplitude_stats,
+    log10_histogram,
+    mean_confidence,
+    predict,
+    rho_adv,
+    targeted_success_rate,
+)
+from ..experiments import GRAD_LOG10_RANGE
+from ._common import (
+    SPLIT_SEED,
+    Log,
+    expectation,
+    expectations_markdown,
+    fresh_model,
+    markdown_table,
+    pct,
+    train_config,
+    train_model,
+)
+
+# What "the effect showed" means, as fractions of attacked samples.
+HIGH_SUCCESS = 0.5       # an attack that works
+LOW_SUCCESS = 0.1        # an attack that distillation stopped
+BROKEN = 0.9             # "back near 100 %"
+ACCURACY_COST = 0.02     # "accuracy changes by about 1 % or less", with 1 point of slack for short training
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the papernot reproduction depends on (stored in results.json)."""
+
+    dataset: str = "mnist-5k"
+    model: str = "papernot-cnn"
+    temperatures: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100)
+    epochs: int = 4                   # teacher and student each; the shared initial model gets 1
+    train_fraction: float = 1.0       # share of the train split used for training
+    batch_size: int = 64
+    lr: float = 1e-3                  # Adam (the reference code: SGD 0.01, 50 epochs)
+    n_test: int | None = None         # accuracy and confidence on the first n test samples (None: all)
+    n_jsma: int = 100                 # correctly classified samples attacked towards each of the 9 other classes
+    gamma: float = 0.145              # JSMA's cap: 112 of 784 pixels
+    theta: float = 1.0
+    n_rho: int = 20                   # samples for rho_adv (uncapped JSMA on the softmax)
+    n_grad: int = 1000                # samples for the gradient amplitude histogram
+    grad_bins: int = 45               # log10 bins over GRAD_LOG10_RANGE
+    n_break: int = 100                # correctly classified samples attacked in "break it"
+    cw_steps: int = 100               # CW-L2: Adam steps per binary-search step
+    cw_search: int = 9                # CW-L2: binary-search steps over c, from c = 1e-3 (C&W's)
+    # C&W take up to 10,000 Adam steps of 1e-2. In 100 steps of 1e-2 the black background (w = atanh(-1 + 1e-6),
+    # where tanh is flat) cannot move and the attack fails on half the samples; lr 0.1 stands in for the long run.
+    cw_lr: float = 0.1
+    seed: int = 0
+
+
+QUICK = dict(temperatures=(1, 20, 100), epochs=1, train_fraction=0.25, batch_size=32, lr=2e-3, n_test=500, n_jsma=3,
+             n_rho=1, n_grad=50, n_break=4, cw_steps=50, cw_search=5)
+
+
+def settings(quick: bool = False, seed: int = 0) -> Settings:
+    """The full settings, or the quick ones (3 temperatures, 1 epoch on a quarter of the data, few samples)."""
+    return dataclasses.replace(Settings(**(QUICK if quick else {})), seed=seed)
+
+
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Settings) -> dict[str, Any]:
+    """One deployed model (softmax at T = 1) as one point of the sweep, without its ``T``."""
+    n_test = len(x) if s.n_test is None else s.n_test
+    grads = gradient_amplitude_stats(model, x[: s.n_grad], "softmax")
+    hist = log10_histogram(grads["amplitude"], bins=s.grad_bins, range=GRAD_LOG10_RANGE)
+    jsma = targeted_success_rate(model, x, y, "jsma", s.n_jsma, on="softmax", theta=s.theta, gamma=s.gamma)
+    rho = rho_adv(model, x, y, s.n_rho, on="softmax", theta=s.theta)
+    return {"test_accuracy": accuracy(model, (x[:n_test], y[:n_test])), "jsma_softmax_success": jsma.rate,
+            "rho_adv": rho["rho_adv"], "confidence": mean_confidence(model, x[:n_test], y[:n_test]),
+            "zero_grad_fraction": grads["fraction_zero"],
+            "grad_hist": {"edges": hist["edges"].tolist(), "counts": hist["counts"].tolist(), "zeros": hist["n_zero"]},
+            "n_jsma": int(len(jsma.indices)), "n_rho": rho["n"], "rho_unbroken": rho["n_unbroken"],
+            "n_grad": grads["n"]}
+
+
+def break_it(student: nn.Module, undistilled: nn.Module, x: torch.Tensor, y: torch.Tensor, T: float,
+             s: Settings, info: DatasetInfo) -> dict[str, Any]:
+    """Success rates against the T-student: the masked attacks and the four that get through (METHODS.md 1a).
+
+    JSMA (softmax and logits) follows Papernot's protocol (first ``n_break`` correct samples x 9
+    targets); JSMA on the logits also runs against the undistilled model, its reference. The
+    untargeted attacks run on the student's samples and succeed when the student misclassifies.
+    PGD uses the dataset's budget (MNIST: eps 0.3, 40 steps of 0.01).
+    """
+    jsma = dict(theta=s.theta, gamma=s.gamma)
+    soft = targeted_success_rate(student, x, y, "jsma", s.n_break, on="softmax", **jsma)
+    logits = targeted_success_rate(student, x, y, "jsma", s.n_break, on="logits", **jsma)
+    logits_undistilled = targeted_success_rate(undistilled, x, y, "jsma", s.n_break, on="logits", **jsma)
+    xs, ys = x[soft.indices], y[soft.indices]
+    pgd = attack_defaults("pgd", info)
+
+    def fooled(model: nn.Module, x_adv: torch.Tensor) -> float:
+        return float((predict(model, x_adv) != ys).float().mean())
+
+    torch.manual_seed(s.seed)
+    x_pgd_soft = run_attack("pgd", student, xs, ys, info=info)
+    x_pgd_zt = run_attack("pgd", student, xs, ys, info=info, temperature=float(T))
+    x_cw = run_attack("cw_l2", student, xs, ys, info=info, steps=s.cw_steps, binary_search_steps=s.cw_search,
+                      lr=s.cw_lr)
+    x_transfer = run_attack("pgd", undistilled, xs, ys, info=info)
+    cw_fooled = predict(student, x_cw) != ys
+    cw_l2 = (x_cw - xs).flatten(1).norm(dim=1)[cw_fooled]
+    return {"T": float(T), "n": len(ys), "jsma_softmax": soft.rate, "jsma_logits": logits.rate,
+            "pgd_z_over_t": fooled(student, x_pgd_zt), "cw_l2": float(cw_fooled.float().mean()),
+            "transfer_from_undistilled": fooled(student, x_transfer),
+            "pgd_softmax": fooled(student, x_pgd_soft),
+            "cw_l2_median_distance": float(cw_l2.median()) if len(cw_l2) else None,
+            "transfer_source_success": fooled(undistilled, x_transfer),
+            "jsma_logits_undistilled": logits_undistilled.rate,
+            "pgd_settings": pgd, "cw_steps": s.cw_steps, "cw_search": s.cw_search, "cw_lr": s.cw_lr}
+
+
+def run(s: Settings, log: Log) -> dict[str, Any]:
+    """Train the undistilled model and a teacher + student per T, measure them, break the last; no files."""
+    train_ds, info = load_dataset(s.dataset, "train", seed=SPLIT_SEED, fraction=s.train_fraction)
+    test_ds, _ = load_dataset(s.dataset, "test", seed=SPLIT_SEED)
+    x, y = test_ds.tensors
+    config = train_config(s.epochs, s.seed, s.batch_size, s.lr)
+
+    init = train_model("initial model (T = 1)", "standard", fresh_model(s.model, info, s.seed), train_ds,
+                       dataclasses.replace(config, epochs=1), log, info=info)
+    init_state = {k: v.clone() for k, v in init.state_dict().items()}
+    undistilled = train_model("undistilled (standard, T = 1)", "standard",
+                              fresh_model(s.model, info, s.seed, init_state), train_ds, config, log, info=info)
+    baseline = {"T": 1.0, **measure(undistilled, x, y, s)}
+    log(f"undistilled: accuracy {pct(baseline['test_accuracy'])}, JSMA on the softmax "
+        f"{pct(baseline['jsma_softmax_success'])}")
+
+    sweep, student = [], None
+    for T in s.temperatures:
+        teacher = undistilled if T == 1 else train_model(
+            f"T = {T:g} teacher", "standard", fresh_model(s.model, info, s.seed, init_state), train_ds, config, log,
+            method_config={"T": float(T)}, info=info)
+        student = train_model(f"T = {T:g} student", "defensive", fresh_model(s.model, info, s.seed, init_state),
+                              train_ds, config, log, method_config={"T": float(T)}, teachers={"teacher": teacher},
+                              info=info)
+        point = {"T": float(T), **measure(student, x, y, s)}
+        sweep.append(point)
+        log(f"T = {T:g} student: accuracy {pct(point['test_accuracy'])}, JSMA on the softmax "
+            f"{pct(point['jsma_softmax_success'])}, zero gradients {pct(point['zero_grad_fraction'])}")
+
+    T_break = float(s.temperatures[-1])
+    log(f"breaking the T = {T_break:g} student")
+    broken = break_it(student, undistilled, x, y, T_break, s, info)
+    return {"undistilled": baseline, "sweep": sweep, "break_it": broken,
+            "expectations": expectations(baseline, sweep, broken)}
+
+
+def expectations(baseline: dict, sweep: list[dict], broken: dict) -> list[dict]:
+    """Papernot's claims and Carlini & Wagner's, each checked against the measured numbers."""
+    hot = sweep[-1]
+    T = hot["T"]
+    before, after = baseline["jsma_softmax_success"], hot["jsma_softmax_success"]
+    worst = max(sweep, key=lambda p: abs(p["test_accuracy"] - baseline["test_accuracy"]))
+    out = [
+        expectation("JSMA on the softmax succeeds against the undistilled model (paper, MNIST: 95.89 %)",
+                    before >= HIGH_SUCCESS, f"{pct(before)} of {baseline['n_jsma']} samples x 9 targets "
+                    f"(threshold {pct(HIGH_SUCCESS, 0)})"),
+        expectation(f"Defensive distillation at T = {T:g} stops it (paper: 95.89 % -> 0.45 % at T = 100)",
+                    after <= LOW_SUCCESS and after < before,
+                    f"{pct(before)} -> {pct(after)} (threshold {pct(LOW_SUCCESS, 0)})"),
+        expectation("Accuracy changes by about 1 % or less",
+                    abs(worst["test_accuracy"] - baseline["test_accuracy"]) <= ACCURACY_COST,
+                    f"undistilled {pct(baseline['test_accuracy'])}; largest change at T = {worst['T']:g}: "
+                    f"{pct(worst['test_accuracy'])} (tolerance {pct(ACCURACY_COST, 0)})"),
+        expectation("The softmax's gradient vanishes: exactly zero in float32 for most samples at high T",
+                    hot["zero_grad_fraction"] >= 0.5 > baseline["zero_grad_fraction"],
+                    f"exactly-zero gradients: undistilled {pct(baseline['zero_grad_fraction'])}, "
+                    f"T = {T:g} {pct(hot['zero_grad_fraction'])}"),
+        expectation("rho_adv grows with T (paper, MNIST: 1.55 % -> 14.08 %)", hot["rho_adv"] > baseline["rho_adv"],
+                    f"{pct(baseline['rho_adv'], 2)} -> {pct(hot['rho_adv'], 2)} ({hot['rho_unbroken']} of "
+                    f"{hot['n_rho']} samples never broken, counted as 100 %: a lower bound)"),
+        expectation("Confidence on correct samples grows with T", hot["confidence"] > baseline["confidence"],
+                    f"{pct(baseline['confidence'], 2)} -> {pct(hot['confidence'], 2)}"),
+    ]
+    for key, name in (("jsma_logits", "JSMA on the logits"), ("pgd_z_over_t", f"PGD on softmax(Z / {T:g})"),
+                      ("cw_l2", "CW-L2"), ("transfer_from_undistilled", "Transfer from the undistilled model")):
+        reference = (f"; against the undistilled model it succeeds {pct(broken['jsma_logits_undistilled'])}"
+                     if key == "jsma_logits" else "")
+        out.append(expectation(f"{name} brings the attack back near 100 % against the T = {T:g} student",
+                               broken[key] >= BROKEN, f"{pct(broken[key])} vs JSMA on the softmax "
+                               f"{pct(broken['jsma_softmax'])} on {broken['n']} samples (threshold {pct(BROKEN, 0)})"
+                               + reference))
+    return out
+
+
+def markdown(results: dict) -> str:
+    """The sweep and break-it tables and the verdict, as markdown."""
+    b = results["break_it"]
+
+    def row(label: str, p: dict) -> list[str]:
+        return [label, pct(p["test_accuracy"]), pct(p["jsma_softmax_success"]), pct(p["rho_adv"], 2),
+                pct(p["confidence"], 2), pct(p["zero_grad_fraction"])]
+
+    rows = [row("undistilled (T = 1, no distillation)", results["undistilled"])]
+    rows += [row(f"student, T = {p['T']:g}", p) for p in results["sweep"]]
+    attacks = [("JSMA on the softmax (Papernot)", "jsma_softmax"), ("PGD on the softmax (CE at T = 1)", "pgd_softmax"),
+               ("JSMA on the logits", "jsma_logits"), ("JSMA on the logits, against the undistilled model",
+                                                       "jsma_logits_undistilled"),
+               (f"PGD on softmax(Z / {b['T']:g})", "pgd_z_over_t"),
+               ("CW-L2", "cw_l2"), ("Transfer from the undistilled model (PGD)", "transfer_from_undistilled")]
+    cw = b["cw_l2_median_distance"]
+    return "\n\n".join([
+        "## Temperature sweep (deployed at T = 1)",
+        markdown_table(["model", "test accuracy", "JSMA success (softmax)", "rho_adv", "confidence",
+                        "exactly-zero gradients"], rows),
+        "JSMA: targeted, 9 targets per sample, gamma = 14.5 %, theta = +1. rho_adv: uncapped JSMA on the softmax; "
+        "samples never broken count as 100 %. The gradient-amplitude histograms are in results.json.",
+        f"## Break it: attacks on the T = {b['T']:g} student ({b['n']} samples)",
+        markdown_table(["attack", "success"], [[name, pct(b[key])] for name, key in attacks]),
+        f"PGD: eps {b['pgd_settings']['eps']:g}, {b['pgd_settings']['steps']} steps of {b['pgd_settings']['alpha']:g}. "
+        f"CW-L2: {b['cw_steps']} Adam steps of {b['cw_lr']:g} x {b['cw_search']} binary-search steps from c = 1e-3; "
+        f"median L2 of its successes: {'n/a' if cw is None else f'{cw:.2f}'}. The transferred examples fool "
+        f"the undistilled model itself {pct(b['transfer_source_success'])} of the time.",
+        "## Did the papers' effects show?", expectations_markdown(results["expectations"]),
+    ])
