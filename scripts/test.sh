@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # subprocesses too (see tests/conftest.py)
 exec python -m pytest "$@"

@@ -12,7 +12,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread: the suite's small models gain little from more, and on a busy 2-core
+# machine (background training threads, subprocesses) extra threads thrash badly.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
