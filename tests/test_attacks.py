@@ -223,7 +223,7 @@ def test_jsma_changes_at_most_its_budget_of_features(mlp):
     assert (changed <= budget).all()
     assert torch.equal(stats["features_changed"], changed)
     assert (stats["iterations"] <= budget // 2).all()
-    assert (changed <= 2 * stats["iterations"]).all()
+    assert torch.equal(changed, 2 * stats["iterations"]), "each iteration raises two features still below 1"
     with torch.no_grad():
         assert torch.equal(stats["success"], model(x_adv).argmax(1) == (y + 4) % 10)
     assert ((x_adv == x) | (x_adv > x)).all(), "theta = +1 only increases features"
@@ -263,19 +263,21 @@ def test_jsma_with_negative_theta_only_decreases(mlp):
     assert (x_adv <= x).all() and (x_adv != x).any()
 
 
-def test_best_pairs_equal_brute_force():
+@pytest.mark.parametrize("kind", ["independent", "correlated", "one_pareto_layer"])
+def test_best_pairs_equal_brute_force(kind):
     gen = torch.Generator().manual_seed(0)
-    for correlated in (False, True):
-        a = torch.randn(6, 200, generator=gen)
-        b = -a + 0.05 * torch.randn(6, 200, generator=gen) if correlated else torch.randn(6, 200, generator=gen)
-        domain = torch.rand(6, 200, generator=gen) > 0.3
-        p, q, found = best_pairs(a, b, domain)
-        pa, pb = a[:, :, None] + a[:, None, :], b[:, :, None] + b[:, None, :]
-        valid = (pa > 0) & (pb < 0) & domain[:, :, None] & domain[:, None, :] & ~torch.eye(200, dtype=torch.bool)
-        best = torch.where(valid, -pa * pb, -torch.inf).flatten(1).argmax(1)
-        assert found.all()
-        brute = torch.stack([best // 200, best % 200], 1)
-        assert torch.equal(torch.stack([p, q], 1).sort(1).values, brute.sort(1).values)
+    a = torch.randn(6, 200, generator=gen)
+    b = {"independent": torch.randn(6, 200, generator=gen),
+         "correlated": -a + 0.05 * torch.randn(6, 200, generator=gen),
+         "one_pareto_layer": 0.5 * a - 0.2}[kind]                   # every feature is Pareto-optimal
+    domain = torch.rand(6, 200, generator=gen) > 0.3
+    p, q, found = best_pairs(a, b, domain, chunk=4)
+    pa, pb = a[:, :, None] + a[:, None, :], b[:, :, None] + b[:, None, :]
+    valid = (pa > 0) & (pb < 0) & domain[:, :, None] & domain[:, None, :] & ~torch.eye(200, dtype=torch.bool)
+    best = torch.where(valid, -pa * pb, -torch.inf).flatten(1).amax(1)
+    rows = torch.arange(6)
+    assert found.all() and (p != q).all() and domain[rows, p].all() and domain[rows, q].all()
+    assert torch.allclose(-(a[rows, p] + a[rows, q]) * (b[rows, p] + b[rows, q]), best, rtol=1e-6)
 
 
 def test_best_pairs_reports_when_no_valid_pair_remains():
@@ -412,6 +414,18 @@ def test_softmax_loss_is_masked_on_a_saturated_model_and_logit_losses_are_not(ml
         assert fooled.float().mean() > 0.5, loss
 
 
+def test_softmax_loss_lowers_the_true_probability_and_raises_the_targets(mlp):
+    model, x, y, _ = mlp
+    kw = {"eps": 0.3, "alpha": 0.02, "steps": 20, "random_start": False, "loss": "softmax"}
+    target = (y + 1) % 10
+    with torch.no_grad():
+        probs = F.softmax(model(x), 1)
+        away = F.softmax(model(pgd(model, x, y, **kw)), 1)
+        towards = F.softmax(model(pgd(model, x, y, target=target, **kw)), 1)
+    assert away.gather(1, y[:, None]).mean() < 0.5 * probs.gather(1, y[:, None]).mean()
+    assert towards.gather(1, target[:, None]).mean() > probs.gather(1, target[:, None]).mean() + 0.3
+
+
 class _Scale(nn.Module):
     def __init__(self, by: float):
         super().__init__()
@@ -541,14 +555,24 @@ def test_craft_bss_takes_the_papers_step_on_a_linear_model():
     assert (margins[1:] < margins[:-1]).all(), "the margin falls at every step"
 
 
-def test_craft_bss_stops_once_the_argmax_changes():
-    # ||grad L|| = 10 sqrt(2) > 1 / eta: the first step jumps across the boundary, then the sample stays.
-    teacher = _linear_teacher(10.0)
-    x = torch.tensor([[0.7, 0.3], [0.3, 0.7]])
-    x_bss, path = craft_bss(teacher, x, target=torch.tensor([1, 0]), max_steps=5, return_path=True)
-    assert torch.equal(teacher(x_bss).argmax(1), torch.tensor([1, 0]))
-    assert not torch.equal(path[1], path[0])
-    assert (path[1:] == path[1]).all()
+def test_craft_bss_stops_each_sample_once_the_argmax_changes():
+    # Logits (10 x1, 10 x2, 9 x1) at x = (0.7, 0.3), base class 0. Towards class 1 the margin's
+    # gradient has norm 10 sqrt(2) > 1 / eta: one step crosses. Towards class 2 the margin is x1
+    # (gradient (1, 0)): x1 shrinks by 0.3 (x1 + eps) per step until class 1 takes over (x1 < 0.3).
+    teacher = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        teacher.weight.copy_(torch.tensor([[10.0, 0.0], [0.0, 10.0], [9.0, 0.0]]))
+    x = torch.tensor([[0.7, 0.3], [0.7, 0.3]])
+    _, path = craft_bss(teacher, x, target=torch.tensor([1, 2]), max_steps=10, return_path=True)
+    preds = teacher(path.flatten(0, 1)).argmax(1).view(11, 2)
+    assert preds[1, 0] == 1 and (path[1:, 0] == path[1, 0]).all(), "sample 0 stops after its crossing step"
+    x1 = [0.7]
+    while x1[-1] >= 0.3:
+        x1.append(x1[-1] - 0.3 * (x1[-1] + 1e-4))
+    stop = len(x1) - 1                                                   # 3 steps
+    assert torch.allclose(path[: stop + 1, 1, 0], torch.tensor(x1), atol=1e-6)
+    assert (preds[:stop, 1] == 0).all() and preds[stop, 1] == 1, "a third class took over"
+    assert (path[stop:, 1] == path[stop, 1]).all(), "sample 1 stops there, while sample 0 already had"
 
 
 def test_craft_bss_crosses_near_the_boundary_on_a_trained_model(mlp):

@@ -43,9 +43,9 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, targ
     logits = model(x_req)
     loss_per_sample = attack_loss(loss, logits, y, target)
     (grad,) = torch.autograd.grad(loss_per_sample.sum(), x_req)
-    emit(trace, 0, logits, y, target, loss_per_sample, dist=torch.zeros(len(x)))
     x_adv = torch.clamp(x + eps * grad.sign(), min=0, max=1)
     if trace is not None:
+        emit(trace, 0, logits, y, target, loss_per_sample, dist=torch.zeros(len(x)))
         with torch.no_grad():
             logits = model(x_adv)
             emit(trace, 1, logits, y, target, attack_loss(loss, logits, y, target),

@@ -32,10 +32,10 @@ def jsma(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Te
     ``theta > 0``, ``x > 0`` otherwise). A sample stops on reaching the target, after
     ``floor(n * gamma / 2)`` iterations (n = features per sample), or when no valid pair remains.
 
-    The pair search is exact but never builds the n x n score matrix: the best partner of any
-    feature lies on the first two Pareto layers of (J_t, -sum_{j != t} J_j) (see
-    :func:`best_pairs`), so each iteration scores n x (a few dozen) pairs per sample; 3x32x32
-    inputs (n^2 = 9.4 M pairs per sample) stay fast and in memory.
+    The pair search is exact but never builds the n x n score matrix: some best pair lies on the
+    first two Pareto layers of (J_t, -sum_{j != t} J_j) (see :func:`best_pairs`), so each
+    iteration scores only pairs of those few dozen features; 3x32x32 inputs (n^2 = 9.4 M pairs
+    per sample) stay fast and in memory.
 
     Arguments:
         model (nn.Module): maps pixels in [0, 1] to logits; mode and parameter gradients left alone.
@@ -121,15 +121,15 @@ def best_pairs(a_feat: torch.Tensor, b_feat: torch.Tensor, domain: torch.Tensor,
     ``domain`` (B, n) bool. Returns ``(p, q, found)``, each (B,).
 
     Exact without scoring all n^2 pairs: with ``u = a``, ``s = -b``, the score
-    ``(u_p + u_q)(s_p + s_q)`` on the valid quadrant grows with both ``u_q`` and ``s_q``, so for
-    any p the best partner q is Pareto-optimal in (u, s) among the features other than p: on the
-    first or second Pareto layer. Every p is scored against those few candidates (typically a
-    few dozen), in chunks of at most ``PAIR_BUDGET`` scores. A pair scores
-    ``relu(u_p + u_q) * relu(s_p + s_q)`` (zero = invalid), on features rescaled per sample to a
-    largest magnitude of 1, which changes no argmax and keeps tiny softmax gradients from
-    underflowing.
+    ``(u_p + u_q)(s_p + s_q)`` on the valid quadrant grows with both ``u_q`` and ``s_q``, so the best
+    partner of any p is Pareto-optimal in (u, s) among the features other than p, i.e. on the
+    first or second Pareto layer; applied to both ends of the best pair, some best pair has both
+    features there. Only pairs of those candidates (typically a few dozen per sample) are scored,
+    in chunks of at most ``PAIR_BUDGET`` scores. A pair scores ``relu(u_p + u_q) * relu(s_p + s_q)``
+    (zero = invalid), on features rescaled per sample to a largest magnitude of 1, which changes
+    no argmax and keeps tiny softmax gradients from underflowing.
     """
-    n_samples, n = a_feat.shape
+    n_samples = a_feat.shape[0]
     inf = float("inf")
     u = a_feat / a_feat.masked_fill(~domain, 0).abs().amax(1, keepdim=True).clamp_min(1e-30)
     s = -b_feat / b_feat.masked_fill(~domain, 0).abs().amax(1, keepdim=True).clamp_min(1e-30)
@@ -142,21 +142,20 @@ def best_pairs(a_feat: torch.Tensor, b_feat: torch.Tensor, domain: torch.Tensor,
         layer = (s_left > best_before) & s_left.isfinite()
         candidate |= layer
         s_left = s_left.masked_fill(layer, -inf)
-    n_cand = max(int(candidate.sum(1).max()), 1)
+    n_cand = max(int(candidate.sum(1).max()), 2)
     cand_ok, pick = candidate.to(u.dtype).topk(n_cand, dim=1)                  # (B, c) padding is 0
-    cand_ok = cand_ok.bool()
     cand = order.gather(1, pick)                                                # (B, c) feature indices
-    cand_u = u.gather(1, cand).masked_fill(~cand_ok, -inf)
-    cand_s = s.gather(1, cand).masked_fill(~cand_ok, -inf)
+    cand_u = u.gather(1, cand).masked_fill(cand_ok == 0, -inf)
+    cand_s = s.gather(1, cand).masked_fill(cand_ok == 0, -inf)
     p = torch.zeros(n_samples, dtype=torch.long, device=u.device)
     q, best = torch.zeros_like(p), torch.zeros(n_samples, dtype=u.dtype, device=u.device)
-    per_chunk = chunk or max(1, PAIR_BUDGET // (n * n_cand))
+    per_chunk = chunk or max(1, PAIR_BUDGET // n_cand**2)
     for start in range(0, n_samples, per_chunk):
         part = slice(start, start + per_chunk)
-        score = (u[part, :, None] + cand_u[part, None, :]).relu_()             # (b, n, c)
-        score.mul_((s[part, :, None] + cand_s[part, None, :]).relu_())
-        score.scatter_(1, cand[part, None, :], 0.0)                             # p == q is no pair
+        score = (cand_u[part, :, None] + cand_u[part, None, :]).relu_()        # (b, c, c)
+        score.mul_((cand_s[part, :, None] + cand_s[part, None, :]).relu_())
+        score.diagonal(dim1=1, dim2=2).zero_()                                  # p == q is no pair
         best[part], at = score.flatten(1).max(1)
-        p[part] = at // n_cand
+        p[part] = cand[part].gather(1, (at // n_cand)[:, None]).squeeze(1)
         q[part] = cand[part].gather(1, (at % n_cand)[:, None]).squeeze(1)
     return p, q, best > 0
