@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..attacks import pgd
 from ..data import DatasetInfo
+from ..evaluate import eval_mode
 
 _METHODS: dict[str, type[Method]] = {}
 
@@ -104,6 +106,20 @@ class Method:
         if eps is not None:
             return float(eps)
         return self.info.default_eps if self.info is not None else 0.3
+
+    def student_pgd(self, x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
+        """PGD-Linf on the student itself, as the adversarial methods' inner maximisation.
+
+        Runs with the student in eval mode (the attack must not update BatchNorm statistics)
+        and restores every module's mode afterwards. eps / alpha / steps come from the
+        method's config: eps None is the dataset's budget, alpha None is 2.5 * eps / steps.
+        ``kwargs`` go to :func:`~distill_core.attacks.pgd` (``loss``, ``random_start``, ...).
+        """
+        c = self.config
+        eps = self.default_eps(c.eps)
+        alpha = c.alpha or 2.5 * eps / c.steps
+        with eval_mode(self.model):
+            return pgd(self.model, x, y, eps=eps, alpha=alpha, steps=c.steps, **kwargs)
 
     def to(self, device: torch.device) -> Method:
         self.model.to(device)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import pgd
 from ..temperature import kd_loss
 from . import Method, register_method
 
@@ -38,14 +37,7 @@ class ARD(Method):
 
     def loss(self, x, y, state):
         c = self.config
-        eps = self.default_eps(c.eps)
-        alpha = c.alpha or 2.5 * eps / c.steps
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            x_adv = pgd(self.model, x, y, eps=eps, alpha=alpha, steps=c.steps)
-        finally:
-            self.model.train(was_training)
+        x_adv = self.student_pgd(x, y)
         with torch.no_grad():
             logits_t = self.teachers["teacher"](x)
         kd = kd_loss(self.model(x_adv), logits_t, c.T)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attacks import pgd
 from ..temperature import entropy, entropy_balance, kd_loss, normalization_loss_balance, softmax_t
 from . import Controls, Method, register_method
 
@@ -97,14 +96,7 @@ class MTARD(Method):
         c = self.config
         self._read_controls(state.controls)
         decay = 0.1 ** state.lr_decays
-        eps = self.default_eps(c.eps)
-        alpha = c.alpha or 2.5 * eps / c.steps
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            x_adv = pgd(self.model, x, y, eps=eps, alpha=alpha, steps=c.steps, random_start="normal")
-        finally:
-            self.model.train(was_training)
+        x_adv = self.student_pgd(x, y, random_start="normal")
 
         with torch.no_grad():   # no gradient through the teachers or their temperatures
             logits_nat_t = self.teachers["clean_teacher"](x)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ..attacks import pgd
 from . import Method, register_method
 
 
@@ -28,12 +27,7 @@ class PGDAT(Method):
     Config = PGDATConfig
 
     def loss(self, x, y, state):
-        eps = self.default_eps(self.config.eps)
-        alpha = self.config.alpha or 2.5 * eps / self.config.steps
-        was_training = self.model.training
-        self.model.eval()
-        x_adv = pgd(self.model, x, y, eps=eps, alpha=alpha, steps=self.config.steps)
-        self.model.train(was_training)
+        x_adv = self.student_pgd(x, y)
         logits_adv = self.model(x_adv)
         loss = F.cross_entropy(logits_adv, y)
         acc_adv = (logits_adv.argmax(1) == y).float().mean()

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attacks import pgd
 from ..temperature import kd_loss
 from . import Method, register_method
 
@@ -34,22 +33,13 @@ class RSLAD(Method):
     teacher_roles = ("teacher",)
 
     def loss(self, x, y, state):
-        c = self.config
-        eps = self.default_eps(c.eps)
-        alpha = c.alpha or 2.5 * eps / c.steps
         with torch.no_grad():
             logits_t = self.teachers["teacher"](x)
 
         def kl_from_teacher(logits, labels):   # per-sample KL(T(x) || S(x')) for PGD to maximise
             return kd_loss(logits, logits_t, 1.0, reduction="none", t_squared=False)
 
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            x_adv = pgd(self.model, x, y, eps=eps, alpha=alpha, steps=c.steps, loss=kl_from_teacher,
-                        random_start="normal")
-        finally:
-            self.model.train(was_training)
+        x_adv = self.student_pgd(x, y, loss=kl_from_teacher, random_start="normal")
         kl_adv = kd_loss(self.model(x_adv), logits_t, 1.0, t_squared=False)
         kl_nat = kd_loss(self.model(x), logits_t, 1.0, t_squared=False)
         loss = 5 / 6 * kl_adv + 1 / 6 * kl_nat

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..attacks import pgd
+from ..evaluate import eval_mode
 from . import Method, register_method
 
 
@@ -40,15 +40,9 @@ class TRADES(Method):
     Config = TRADESConfig
 
     def loss(self, x, y, state):
-        eps = self.default_eps(self.config.eps)
-        alpha = self.config.alpha or 2.5 * eps / self.config.steps
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(self.model):
             probs_clean = F.softmax(self.model(x), 1)
-        x_adv = pgd(self.model, x, y, eps=eps, alpha=alpha, steps=self.config.steps,
-                    loss=kl_to(probs_clean), random_start="normal")
-        self.model.train(was_training)
+        x_adv = self.student_pgd(x, y, loss=kl_to(probs_clean), random_start="normal")
         logits, logits_adv = self.model(x), self.model(x_adv)
         ce = F.cross_entropy(logits, y)
         robust = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits, 1), reduction="batchmean")
