@@ -33,6 +33,7 @@ from .jobs import resolve_model
 from .models import build_model, list_models
 
 CIFAR_EPS, CIFAR_ALPHA = 8 / 255, 2 / 255
+NO_WARMUP = 0.0   # the papers' CIFAR recipes train at the full eps from the first step (no eps warm-up)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".tar")
 
 
@@ -87,7 +88,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "trades-cifar10", "Zhang et al. 2019: TRADES WideResNet-34-10, the robust teacher of ARD / RSLAD / MTARD",
         "cifar10", "wrn-34-10", "trades",
-        method_config=dict(beta=6.0, eps=0.031, alpha=0.007, steps=10),
+        method_config=dict(beta=6.0, eps=0.031, alpha=0.007, steps=10, eps_warmup=NO_WARMUP),
         train=dict(_CIFAR_SGD, epochs=76, schedule="step", milestones=(74,), gamma=0.1),
         sources=("beta 6, eps 0.031, 10 steps of 0.007, SGD lr 0.1, momentum 0.9, weight decay 2e-4, batch 128, "
                  "76 epochs, lr x0.1 from epoch 75 (1-based), crop + flip: the TRADES code "
@@ -95,7 +96,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "pgd-at-cifar10", "Madry et al. 2018 (SAT): PGD adversarial training of a ResNet-18 on CIFAR-10",
         "cifar10", "resnet18", "pgd_at",
-        method_config=dict(eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=7),
+        method_config=dict(eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=7, eps_warmup=NO_WARMUP),
         train=dict(_CIFAR_SGD, epochs=205, schedule="step", milestones=(102, 154), gamma=0.1),
         sources=("eps 8/255, 7 steps of 2/255 from a uniform random start, SGD lr 0.1 -> 0.01 (40k steps) -> 0.001 "
                  "(60k steps), 80k steps of batch 128, momentum 0.9, weight decay 2e-4: Madry et al.'s "
@@ -104,7 +105,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "ard-cifar10", "Goldblum et al. 2020: ARD, ResNet-18 student of the TRADES WRN-34-10 on CIFAR-10",
         "cifar10", "resnet18", "ard",
-        method_config=dict(T=30.0, a=1.0, eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=10),
+        method_config=dict(T=30.0, a=1.0, eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=10, eps_warmup=NO_WARMUP),
         train=dict(_CIFAR_SGD, epochs=200, schedule="step", milestones=(100, 150), gamma=0.1),
         teachers={"teacher": "wrn-34-10"},
         sources=("T 30, a 1: METHODS.md section 4", _ATTACK_SOURCE,
@@ -113,14 +114,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "rslad-cifar10", "Zi et al. 2021: RSLAD, ResNet-18 student of the TRADES WRN-34-10 on CIFAR-10",
         "cifar10", "resnet18", "rslad",
-        method_config=dict(eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=10),
+        method_config=dict(eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=10, eps_warmup=NO_WARMUP),
         train=dict(_CIFAR_SGD, **_RSLAD_SCHEDULE),
         teachers={"teacher": "wrn-34-10"},
         sources=(_RSLAD_SOURCE, _ATTACK_SOURCE)),
     Preset(
         "mtard-cifar10", "Zhao et al. 2022: MTARD, ResNet-18 student of a clean ResNet-56 and the TRADES WRN-34-10",
         "cifar10", "resnet18", "mtard",
-        method_config=dict(eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=10),
+        method_config=dict(eps=CIFAR_EPS, alpha=CIFAR_ALPHA, steps=10, eps_warmup=NO_WARMUP),
         train=dict(_CIFAR_SGD, **_RSLAD_SCHEDULE),
         teachers={"clean_teacher": "resnet56", "robust_teacher": "wrn-34-10"},
         sources=("ResNet-18 student, SGD lr 0.1 momentum 0.9 wd 2e-4, batch 128, 300 epochs, lr x0.1 at "

@@ -369,8 +369,8 @@ class Trainer:
         total_steps = steps_per_epoch * c.epochs
         if c.max_steps is not None:
             total_steps = min(total_steps, c.max_steps)
-        state = TrainState(epochs=c.epochs, steps_per_epoch=steps_per_epoch, device=self.device,
-                           controls=self.controls)
+        state = TrainState(epochs=c.epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                           device=self.device, controls=self.controls)
         t0 = time.perf_counter()
         yield self._event("start", state, total_steps=total_steps, device=self.device_choice.describe(),
                           n_train=n_train, precision=precision, channels_last=self._channels_last,
@@ -404,6 +404,7 @@ class Trainer:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with self._autocast():
                         loss, logs = self.method.loss(x, y, state)
+                    logs = {**self.method.schedule_logs(), **logs}
                     loss_value = float(loss.detach())
                     batch_n = len(y)
                     if self.dist.enabled:  # one collective per step: the global mean loss and any rank's stop
@@ -469,6 +470,14 @@ class Trainer:
         correct, total = distributed.all_reduce_sum([correct, hi - lo], self.device)
         return correct / max(total, 1)
 
+    def _chance_level(self) -> float:
+        """1 / classes: the accuracy of a constant guess (balanced test sets)."""
+        info = self.method.info
+        if info is not None:
+            return 1.0 / info.num_classes
+        y = self.test_data.tensors[1] if isinstance(self.test_data, TensorDataset) else None
+        return 1.0 / int(y.max() + 1) if y is not None and len(y) else 0.0
+
     def _event(self, kind: str, state: TrainState, **data) -> Event:
         return Event(kind, state.epoch, state.step, data)
 
@@ -489,6 +498,12 @@ class Trainer:
                    "seconds": round(seconds, 3), "test_accuracy": acc,
                    "final_loss": last_loss if math.isfinite(last_loss) else None,
                    "device": str(self.device)}
+        if acc is not None and status in ("done", "stopped"):
+            chance = self._chance_level()
+            summary["chance_accuracy"] = chance
+            summary["learned"] = not did_not_learn(acc, chance)
+            if not summary["learned"]:
+                summary["warning"] = collapse_message(self.method, acc, chance)
         if self.run_writer is not None:
             self.run_writer.save_model(self.model)
             self.run_writer.finish(summary)
@@ -496,6 +511,29 @@ class Trainer:
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+CHANCE_MARGIN = 0.05   # within 5 points of chance: the run did not learn
+
+
+def did_not_learn(accuracy: float | None, chance: float) -> bool:
+    """True when a test accuracy (fraction) is within :data:`CHANCE_MARGIN` of chance: "did not train",
+    never a result (a collapsed adversarial run is not "robust", it answers one class everywhere)."""
+    return accuracy is not None and accuracy - chance < CHANCE_MARGIN - 1e-9
+
+
+def collapse_message(method: Method, accuracy: float, chance: float) -> str:
+    """What a run at chance level says, with its most likely cause."""
+    head = (f"did not learn: test accuracy {accuracy:.1%} is within {100 * CHANCE_MARGIN:.0f} points of chance "
+            f"({chance:.1%}); the model is not a result")
+    c = method.config
+    if hasattr(c, "eps") and getattr(c, "eps_warmup", 0) == 0:
+        return (f"{head}. Likely cause: adversarial training at the full eps from the first step destroys every "
+                "input before the network has learned any; warm eps up (eps_warmup=0.4) or lower eps")
+    if hasattr(c, "eps"):
+        return (f"{head}. Likely cause: the inner attack is too strong for this model and budget; train longer, "
+                "lengthen the eps warm-up (eps_warmup) or lower eps or the learning rate")
+    return f"{head}. Likely cause: a learning rate too high or too low, or too few epochs"
 
 
 def _to_float(v: Any) -> Any:

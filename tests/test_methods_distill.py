@@ -114,7 +114,7 @@ def test_inner_attack_settings(name, start, moons, monkeypatch):
 
     monkeypatch.setattr(methods_pkg, "pgd", spy)   # the shared Method.student_pgd calls it
     train, _, info = moons
-    make(name, info).loss(*batch(train), TrainState())
+    make(name, info).loss(*batch(train), TrainState(step=1, total_steps=1))   # past the eps warm-up
     (kwargs,) = calls
     assert kwargs.get("random_start", True) == start      # uniform (ARD) or x + 0.001 N(0, 1)
     assert kwargs["eps"] == info.default_eps and kwargs["steps"] == 3
@@ -180,7 +180,7 @@ def test_rslad_attack_raises_the_kl_to_the_teacher(moons):
     teacher = mlp(info, 1)
     method = build_method("rslad", copy.deepcopy(teacher), {"eps": 0.1, "steps": 5}, teachers={"teacher": teacher},
                           info=info)
-    loss, logs = method.loss(x, y, TrainState())
+    loss, logs = method.loss(x, y, TrainState(step=1, total_steps=1))   # past the eps warm-up
     assert float(logs["kl_nat"]) == pytest.approx(0.0, abs=1e-6)      # the student is the teacher
     assert float(logs["kl_adv"]) > 1e-4
     assert loss.item() == pytest.approx(5 / 6 * float(logs["kl_adv"]), rel=1e-5)

@@ -111,7 +111,8 @@ def test_cifar_presets_augment_and_mnist_does_not():
 
 def test_another_method_keeps_the_settings_it_shares():
     mtard = get_preset("mtard-cifar10")
-    assert method_settings(mtard, get_method("rslad").Config) == {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10}
+    assert method_settings(mtard, get_method("rslad").Config) == {"eps": 8 / 255, "alpha": 2 / 255, "steps": 10,
+                                                                  "eps_warmup": 0.0}
     assert method_settings(mtard, get_method("standard").Config) == {}
 
 
@@ -182,3 +183,8 @@ def test_config_json_is_valid_json_after_the_preset_is_added(data_root, tmp_path
     config = json.loads((folder / "config.json").read_text())
     assert config["preset"] == "papernot-mnist"
     assert (config["train"]["lr"], config["train"]["momentum"], config["train"]["epochs"]) == (0.05, 0.5, 1)
+
+
+@pytest.mark.parametrize("name", ["trades-cifar10", "pgd-at-cifar10", "ard-cifar10", "rslad-cifar10", "mtard-cifar10"])
+def test_cifar_presets_keep_the_papers_full_eps_from_the_first_step(name):
+    assert get_preset(name).method_config["eps_warmup"] == 0.0

@@ -93,7 +93,10 @@ def status_message(job, snap, container=st) -> None:
     acc = data.get("test_accuracy")
     acc_text = f"test accuracy {acc:.1%}" if acc is not None else "no test accuracy"
     saved = f"Saved as run `{run}`." if run else "Nothing was saved."
-    if snap.status == "done":
+    if data.get("warning") and snap.status in ("done", "stopped"):
+        container.error(f"**The model did not learn** ({snap.status} in {_fmt_s(snap.elapsed_s())}): "
+                        f"{data['warning']}. {saved}", icon=":material/report:")
+    elif snap.status == "done":
         container.success(f"**Done** in {_fmt_s(snap.elapsed_s())}: {acc_text}. {saved}", icon=":material/check:")
     elif snap.status == "stopped":
         container.warning(f"**Stopped by you** after {data.get('steps', '?')} steps ({data.get('epochs', 0)} full "
@@ -302,7 +305,7 @@ else:
                      "dataset": row["dataset"], "model": row["model"], "epochs": row["epochs"],
                      "seconds": None if row["seconds"] is None else round(row["seconds"], 1),
                      "test acc (%)": None if row["test_accuracy"] is None else round(100 * row["test_accuracy"], 2),
-                     "robust acc (%)": None if row["robust_accuracy"] is None else
+                     "AutoAttack (%)": None if row["robust_accuracy"] is None else
                      round(100 * row["robust_accuracy"], 2), "error": error})
     st.dataframe(rows, key="train_runs_table", hide_index=True, width="stretch")
     broken = [r for r in runs if r.broken and r.name not in training_here]

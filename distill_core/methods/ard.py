@@ -26,6 +26,7 @@ class ARDConfig:
     eps: float | None = None      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
     alpha: float | None = None    # PGD step size; None = 2.5 * eps / steps
     steps: int = 10
+    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
 
 
 @register_method
@@ -37,7 +38,7 @@ class ARD(Method):
 
     def loss(self, x, y, state):
         c = self.config
-        x_adv = self.student_pgd(x, y)
+        x_adv = self.student_pgd(x, y, state)
         with torch.no_grad():
             logits_t = self.teachers["teacher"](x)
         kd = kd_loss(self.model(x_adv), logits_t, c.T)

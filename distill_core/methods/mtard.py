@@ -52,6 +52,7 @@ class MTARDConfig:
     eps: float | None = None      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
     alpha: float | None = None    # PGD step size; None = 2.5 * eps / steps (2/255 on CIFAR)
     steps: int = 10
+    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
 
 
 def _clamp(v: float, lo: float, hi: float) -> float:
@@ -96,7 +97,7 @@ class MTARD(Method):
         c = self.config
         self._read_controls(state.controls)
         decay = 0.1 ** state.lr_decays
-        x_adv = self.student_pgd(x, y, random_start="normal")
+        x_adv = self.student_pgd(x, y, state, random_start="normal")
 
         with torch.no_grad():   # no gradient through the teachers or their temperatures
             logits_nat_t = self.teachers["clean_teacher"](x)

@@ -18,6 +18,7 @@ class PGDATConfig:
     eps: float | None = None      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
     alpha: float | None = None    # step size; None = 2.5 * eps / steps
     steps: int = 10
+    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
 
 
 @register_method
@@ -27,7 +28,7 @@ class PGDAT(Method):
     Config = PGDATConfig
 
     def loss(self, x, y, state):
-        x_adv = self.student_pgd(x, y)
+        x_adv = self.student_pgd(x, y, state)
         logits_adv = self.model(x_adv)
         loss = F.cross_entropy(logits_adv, y)
         acc_adv = (logits_adv.argmax(1) == y).float().mean()

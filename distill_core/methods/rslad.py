@@ -23,6 +23,7 @@ class RSLADConfig:
     eps: float | None = None      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
     alpha: float | None = None    # PGD step size; None = 2.5 * eps / steps (2/255 on CIFAR)
     steps: int = 10
+    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
 
 
 @register_method
@@ -39,7 +40,7 @@ class RSLAD(Method):
         def kl_from_teacher(logits, labels):   # per-sample KL(T(x) || S(x')) for PGD to maximise
             return kd_loss(logits, logits_t, 1.0, reduction="none", t_squared=False)
 
-        x_adv = self.student_pgd(x, y, loss=kl_from_teacher, random_start="normal")
+        x_adv = self.student_pgd(x, y, state, loss=kl_from_teacher, random_start="normal")
         kl_adv = kd_loss(self.model(x_adv), logits_t, 1.0, t_squared=False)
         kl_nat = kd_loss(self.model(x), logits_t, 1.0, t_squared=False)
         loss = 5 / 6 * kl_adv + 1 / 6 * kl_nat

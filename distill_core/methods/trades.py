@@ -22,6 +22,7 @@ class TRADESConfig:
     eps: float | None = None      # None = the dataset's Linf budget
     alpha: float | None = None    # None = 2.5 * eps / steps
     steps: int = 10
+    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
 
 
 def kl_to(probs_ref: torch.Tensor):
@@ -42,7 +43,7 @@ class TRADES(Method):
     def loss(self, x, y, state):
         with torch.no_grad(), eval_mode(self.model):
             probs_clean = F.softmax(self.model(x), 1)
-        x_adv = self.student_pgd(x, y, loss=kl_to(probs_clean), random_start="normal")
+        x_adv = self.student_pgd(x, y, state, loss=kl_to(probs_clean), random_start="normal")
         logits, logits_adv = self.model(x), self.model(x_adv)
         ce = F.cross_entropy(logits, y)
         robust = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits, 1), reduction="batchmean")
