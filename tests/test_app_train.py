@@ -18,6 +18,7 @@ from distill_core.plots.training import (
     series_figure,
     switch_points,
 )
+from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,17 @@ def test_diverging_settings_say_what_to_change(app):
     _wait(lambda: job.snapshot().finished, "divergence")
     app.run()
     assert job.snapshot().status == "diverged"
-    assert any("diverged" in e.value and "Lower the learning rate" in e.value for e in app.error)
+    [msg] = [e.value for e in app.error if "diverged" in e.value]
+    assert "lower the learning rate (try 100000 instead of 1e+06)" in msg and "use Adam rather than SGD" in msg
+
+
+def test_divergence_advice_follows_the_run_settings():
+    from ui.common import divergence_advice
+
+    adam = divergence_advice(TrainConfig(optimizer="adam", lr=0.1))
+    assert "0.01 instead of 0.1" in adam and "SGD" not in adam and "set gradient clipping" in adam
+    sgd = divergence_advice(TrainConfig(optimizer="sgd", lr=1.0, grad_clip=5.0))
+    assert "use Adam rather than SGD" in sgd and "harder than 5" in sgd
 
 
 def test_runs_table_marks_broken_runs_and_deletes_with_confirmation(app):

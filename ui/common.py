@@ -17,6 +17,7 @@ from torch import nn
 from distill_core.data import DatasetInfo, list_datasets, load_dataset
 from distill_core.device import choose_device
 from distill_core.runs import RunError, list_runs, load_model
+from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo, load_zoo_model
 
 
@@ -138,3 +139,15 @@ def sidebar() -> None:
         active = [j for j in st.session_state.jobs.values() if not j.snapshot().finished]
         if active:
             st.caption(f"**Training now:** {len(active)} job(s) - see the Train page")
+
+
+def divergence_advice(train: TrainConfig) -> str:
+    """What to change after a diverged run, from the run's own settings."""
+    tips = [f"lower the learning rate (try {train.lr / 10:g} instead of {train.lr:g})"]
+    if train.optimizer == "sgd":
+        tips.append("use Adam rather than SGD")
+    if train.grad_clip is None:
+        tips.append("set gradient clipping (More > Gradient clipping)")
+    else:
+        tips.append(f"clip gradients harder than {train.grad_clip:g}")
+    return "Try: " + "; ".join(tips) + ", then start again."

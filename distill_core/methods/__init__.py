@@ -74,6 +74,40 @@ class TrainState:
     controls: Controls = field(default_factory=Controls)
 
 
+def bounded(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Any:
+    """A Config field with its valid range, declared once where the field is defined::
+
+        T: float = bounded(4.0, lo=0, lo_open=True)      # T > 0
+        steps: int = bounded(10, lo=1)                   # steps >= 1
+
+    :func:`check_config` enforces it (every method checks its config when built), the CLI's
+    ``--set`` reports a violation as one ``error:`` line, and the Train page's inputs take the
+    same bounds from :func:`field_bounds`. ``None`` stays allowed where the type allows it.
+    """
+    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
+
+
+def field_bounds(f: dataclasses.Field) -> tuple[float | None, float | None, bool]:
+    """``(lo, hi, lo_open)`` of a Config field (Nones when it declares no range)."""
+    m = f.metadata
+    return m.get("lo"), m.get("hi"), bool(m.get("lo_open", False))
+
+
+def check_config(name: str, config: Any) -> None:
+    """Raise ``ValueError`` naming the first setting of ``config`` outside its declared range."""
+    for f in dataclasses.fields(config):
+        lo, hi, lo_open = field_bounds(f)
+        value = getattr(config, f.name)
+        if value is None or (lo is None and hi is None) or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)) or value != value:
+            raise ValueError(f"method {name!r}: {f.name} must be a number, got {value!r}")
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            raise ValueError(f"method {name!r}: {f.name} must be {'>' if lo_open else '>='} {lo:g}, got {value:g}")
+        if hi is not None and value > hi:
+            raise ValueError(f"method {name!r}: {f.name} must be <= {hi:g}, got {value:g}")
+
+
 class Method:
     """Base class: subclasses set ``name``, ``Config`` and ``teacher_roles`` and implement :meth:`loss`."""
 
@@ -87,6 +121,7 @@ class Method:
         self.model = model
         self.info = info
         self.config = config if config is not None else self.Config()
+        check_config(self.name, self.config)
         teachers = dict(teachers or {})
         missing = [r for r in self.teacher_roles if r not in teachers]
         if missing:
@@ -198,7 +233,9 @@ def make_config(name: str, values: Mapping[str, Any] | None = None) -> Any:
         if key not in fields:
             raise ValueError(f"method {name!r} has no setting {key!r}; settings: {', '.join(fields) or 'none'}")
         kwargs[key] = _parse(fields[key], value) if isinstance(value, str) else value
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    check_config(name, config)
+    return config
 
 
 def _parse(f: dataclasses.Field, text: str) -> Any:

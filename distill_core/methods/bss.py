@@ -24,18 +24,18 @@ import torch.nn.functional as F
 
 from ..attacks import craft_bss, sample_bss_targets
 from ..temperature import soft_cross_entropy
-from . import Method, register_method
+from . import Method, bounded, register_method
 
 REFERENCE_BATCH = 256     # attack_size is given per batch of this size, as in the paper
 
 
 @dataclass
 class BSSConfig:
-    T: float = 3.0
-    attack_size: int = 64     # at most this many BSS per batch of 256; scaled to the actual batch size
-    eta: float = 0.3          # crafting step size
-    eps: float = 1e-4         # the margin offset in the crafting step (L_k + eps), not a perturbation budget
-    max_steps: int = 10       # I_max, crafting steps
+    T: float = bounded(3.0, lo=0, lo_open=True)
+    attack_size: int = bounded(64, lo=0)     # at most this many BSS per batch of 256; scaled to the actual batch size
+    eta: float = bounded(0.3, lo=0, lo_open=True)          # crafting step size
+    eps: float = bounded(1e-4, lo=0)  # the margin offset in the crafting step (L_k + eps), not a perturbation budget
+    max_steps: int = bounded(10, lo=1)       # I_max, crafting steps
 
 
 def bss_alpha(epoch: float, epochs: float) -> float:

@@ -30,12 +30,12 @@ from ..data import DatasetInfo
 from ..models import build_model
 from ..temperature import soft_cross_entropy
 from ..train import FINAL_KINDS, Event, StopToken, TrainConfig, Trainer
-from . import Method, build_method, register_method
+from . import Method, bounded, build_method, register_method
 
 
 @dataclass
 class DefensiveConfig:
-    T: float = 20.0           # distillation temperature; the paper sweeps 1 ... 100
+    T: float = bounded(20.0, lo=0, lo_open=True)           # distillation temperature; the paper sweeps 1 ... 100
 
 
 @register_method

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..temperature import kd_loss
-from . import Method, register_method
+from . import Method, bounded, register_method
 
 
 @dataclass
@@ -22,8 +22,8 @@ class KDConfig:
     # Hinton et al. found intermediate temperatures work best and the soft term should carry most
     # of the weight ("a considerably lower weight on the second objective"); T = 4, a = 0.9 is the
     # common CIFAR setting (e.g. the mdistiller and RepDistiller baselines).
-    T: float = 4.0
-    a: float = 0.9            # weight of the soft (distillation) term; 1 - a on the hard labels
+    T: float = bounded(4.0, lo=0, lo_open=True)
+    a: float = bounded(0.9, lo=0, hi=1)            # weight of the soft (distillation) term; 1 - a on the hard labels
 
 
 @register_method

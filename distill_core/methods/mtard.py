@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from ..temperature import entropy, entropy_balance, kd_loss, normalization_loss_balance, softmax_t
-from . import Controls, Method, register_method
+from . import Controls, Method, bounded, register_method
 
 TAU_MIN, TAU_MAX = 1.0, 10.0
 CONTROL_KEYS = ("tau_nat", "tau_adv", "w_nat", "w_adv")
@@ -40,19 +40,19 @@ CONTROL_KEYS = ("tau_nat", "tau_adv", "w_nat", "w_adv")
 
 @dataclass
 class MTARDConfig:
-    tau_nat: float = 1.0          # initial temperature of the clean teacher
-    tau_adv: float = 1.0          # initial temperature of the robust teacher
-    lr_tau: float = 0.001         # EBB step (x0.1 at each lr decay)
-    w_nat: float = 0.5            # initial weight of the clean term
-    w_adv: float = 0.5            # initial weight of the adversarial term
-    r_w: float = 0.025            # NLB rate (x0.1 at each lr decay)
-    beta: float = 1.0             # NLB exponent on the relative losses
+    tau_nat: float = bounded(1.0, lo=1, hi=10)          # initial temperature of the clean teacher
+    tau_adv: float = bounded(1.0, lo=1, hi=10)          # initial temperature of the robust teacher
+    lr_tau: float = bounded(0.001, lo=0)         # EBB step (x0.1 at each lr decay)
+    w_nat: float = bounded(0.5, lo=0, hi=1)            # initial weight of the clean term
+    w_adv: float = bounded(0.5, lo=0, hi=1)            # initial weight of the adversarial term
+    r_w: float = bounded(0.025, lo=0)            # NLB rate (x0.1 at each lr decay)
+    beta: float = bounded(1.0, lo=0)             # NLB exponent on the relative losses
     ebb: bool = True              # Entropy-Based Balance on (off: temperatures stay fixed)
     nlb: bool = True              # Normalization Loss Balance on (off: weights stay fixed)
-    eps: float | None = None      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
-    alpha: float | None = None    # PGD step size; None = 2.5 * eps / steps (2/255 on CIFAR)
-    steps: int = 10
-    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
+    eps: float | None = bounded(None, lo=0)      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
+    alpha: float | None = bounded(None, lo=0, lo_open=True)  # PGD step size; None = 2.5 * eps / steps (2/255 on CIFAR)
+    steps: int = bounded(10, lo=1)
+    eps_warmup: float = bounded(0.4, lo=0, hi=1)  # share of steps over which eps grows from 0 (0: off, as on CIFAR)
 
 
 def _clamp(v: float, lo: float, hi: float) -> float:

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import torch
 
 from ..temperature import kd_loss
-from . import Method, register_method
+from . import Method, bounded, register_method
 
 
 @dataclass
 class RSLADConfig:
-    eps: float | None = None      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
-    alpha: float | None = None    # PGD step size; None = 2.5 * eps / steps (2/255 on CIFAR)
-    steps: int = 10
-    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
+    eps: float | None = bounded(None, lo=0)      # Linf budget; None = the dataset's (0.3 MNIST-like, 8/255 CIFAR)
+    alpha: float | None = bounded(None, lo=0, lo_open=True)  # PGD step size; None = 2.5 * eps / steps (2/255 on CIFAR)
+    steps: int = bounded(10, lo=1)
+    eps_warmup: float = bounded(0.4, lo=0, hi=1)  # share of steps over which eps grows from 0 (0: off, as on CIFAR)
 
 
 @register_method

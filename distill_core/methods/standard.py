@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from . import Method, register_method
+from . import Method, bounded, register_method
 
 
 @dataclass
 class StandardConfig:
-    T: float = 1.0            # training temperature (Papernot's teacher); 1 = plain cross-entropy
+    T: float = bounded(1.0, lo=0, lo_open=True)  # training temperature (Papernot's teacher); 1 = plain cross-entropy
 
 
 @register_method

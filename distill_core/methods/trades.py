@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from ..evaluate import eval_mode
-from . import Method, register_method
+from . import Method, bounded, register_method
 
 
 @dataclass
 class TRADESConfig:
-    beta: float = 6.0
-    eps: float | None = None      # None = the dataset's Linf budget
-    alpha: float | None = None    # None = 2.5 * eps / steps
-    steps: int = 10
-    eps_warmup: float = 0.4      # share of training over which eps grows 0 -> eps (0: off, the papers' CIFAR recipes)
+    beta: float = bounded(6.0, lo=0)
+    eps: float | None = bounded(None, lo=0)      # None = the dataset's Linf budget
+    alpha: float | None = bounded(None, lo=0, lo_open=True)    # None = 2.5 * eps / steps
+    steps: int = bounded(10, lo=1)
+    eps_warmup: float = bounded(0.4, lo=0, hi=1)  # share of steps over which eps grows from 0 (0: off, as on CIFAR)
 
 
 def kl_to(probs_ref: torch.Tensor):
