@@ -12,7 +12,7 @@ import streamlit as st
 
 from distill_core.data import dataset_description, list_datasets
 from distill_core.jobs import TrainSpec
-from distill_core.methods import get_method, list_methods, make_config
+from distill_core.methods import field_bounds, get_method, list_methods, make_config
 from distill_core.models import describe_model, list_models
 from distill_core.plots.training import (
     accuracy_figure,
@@ -24,7 +24,7 @@ from distill_core.plots.training import (
 )
 from distill_core.runs import RunError, delete_run, list_runs, read_metrics
 from distill_core.train import TrainConfig
-from ui.common import dataset, init_state, pick_models, runs_dir
+from ui.common import dataset, divergence_advice, init_state, pick_models, runs_dir
 from ui.jobs import TrainingJob, job_series
 
 init_state()
@@ -64,15 +64,20 @@ def method_settings(method: str, container) -> dict:
         kind, default, key = str(f.type), f.default, f"train_cfg_{method}_{f.name}"
         optional = "None" in kind
         help_text = helps.get(f.name)
+        lo, hi, lo_open = field_bounds(f)    # the range the Config declares (the core checks it too)
         if "bool" in kind:
             values[f.name] = container.checkbox(f.name, value=bool(default), key=key, help=help_text)
         elif "int" in kind:
-            values[f.name] = container.number_input(f.name, value=default, step=1, key=key, help=help_text,
-                                                    placeholder="auto" if optional else None)
+            values[f.name] = container.number_input(
+                f.name, value=default, step=1, key=key, help=help_text, placeholder="auto" if optional else None,
+                min_value=None if lo is None else int(lo) + int(lo_open), max_value=None if hi is None else int(hi))
         elif "float" in kind:
+            step = _step_for(default or 0.0)
             values[f.name] = container.number_input(
                 f.name, value=None if default is None else float(default), format="%g", key=key, help=help_text,
-                step=_step_for(default or 0.0), placeholder="auto (the dataset's)" if optional else None)
+                step=step, placeholder="auto (the dataset's)" if optional else None,
+                min_value=None if lo is None else float(lo) + (min(step, 1e-6) if lo_open else 0.0),
+                max_value=None if hi is None else float(hi))
         else:
             container.caption(f"{f.name} = {default!r} (fixed)")
     return values
@@ -102,10 +107,8 @@ def status_message(job, snap, container=st) -> None:
         container.warning(f"**Stopped by you** after {data.get('steps', '?')} steps ({data.get('epochs', 0)} full "
                           f"epochs): {acc_text}. What was learned so far is kept. {saved}", icon=":material/stop:")
     elif snap.status == "diverged":
-        lr = job.specs[min(snap.stage, len(job.specs) - 1)].train.lr
-        container.error(f"**Training diverged**: {snap.message}. Lower the learning rate (try {lr / 10:g} instead "
-                        f"of {lr:g}), use Adam rather than SGD, or set gradient clipping, then start again. "
-                        f"{saved}", icon=":material/trending_up:")
+        advice = divergence_advice(job.specs[min(snap.stage, len(job.specs) - 1)].train)
+        container.error(f"**Training diverged**: {snap.message}. {advice} {saved}", icon=":material/trending_up:")
     elif snap.status == "error":
         container.error(f"**Training failed**: {snap.message}. Check the settings (a teacher trained on another "
                         "dataset, a model that does not fit the data) and start again.", icon=":material/error:")
