@@ -87,10 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs-dir", default="runs")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    e = sub.add_parser("eval", help="clean (and robust) test accuracy of a run")
+    e = sub.add_parser("eval", help="clean test accuracy of a run; --robust: its robust accuracy (AutoAttack)")
     e.add_argument("run", help="a run folder")
-    e.add_argument("--attacks", default="", help="comma-separated attacks, e.g. fgsm,pgd,cw_linf,jsma")
+    e.add_argument("--robust", action="store_true",
+                   help="measure robust accuracy (AutoAttack at the dataset's eps) and save it in the run")
+    e.add_argument("--protocol", default="autoattack",
+                   help="with --robust: autoattack (standard, the reported number), autoattack-fast "
+                        "(APGD-CE + APGD-T) or pgd-ce (apparent robustness only)")
+    e.add_argument("--attacks", default="",
+                   help="a table of single attacks, e.g. fgsm,pgd,cw_linf,jsma (for study; not 'robust accuracy')")
     e.add_argument("--n", type=int, default=500, help="test samples used for the attacks")
+    e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
     e.add_argument("--device", default="auto")
 
     sub.add_parser("datasets", help="list the datasets")
@@ -223,6 +230,8 @@ def cmd_train(args) -> int:
     if s.get("reason"):
         line += f" ({s['reason']})"
     print(line)
+    if s.get("warning"):
+        print(f"warning: {s['warning']}")
     return status
 
 
@@ -257,14 +266,18 @@ def cmd_eval(args) -> int:
 
     if not Path(args.run).is_dir():
         raise UsageError(f"no run folder at {args.run}")
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
     device = choose_device(args.device).device
     try:
         model, info, config = load_model(args.run, device)
         test, _ = load_dataset(config["dataset"], "test", seed=config["train"]["seed"],
                                **config.get("dataset_options", {}))
-    except (RunError, ValueError, FileNotFoundError) as e:
+    except (RunError, ValueError, FileNotFoundError, KeyError, TypeError) as e:
         raise UsageError(str(e)) from None
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if args.robust:
+        return _eval_robust(args, device)
     if not attacks:
         acc = evaluate_accuracy(model, test, device=device)
         print(f"clean test accuracy: {acc:.2%} ({len(test)} samples, {config['dataset']}, {config['model']})")
@@ -277,14 +290,50 @@ def cmd_eval(args) -> int:
         raise UsageError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(list_attacks())}")
     n = min(args.n, len(test))
     x, y = test.tensors[0][:n].to(device), test.tensors[1][:n].to(device)
-    table = robustness_table(model, (x, y), attacks=attacks, info=info)
+    table = robustness_table(model, (x, y), attacks=attacks, info=info, seed=args.seed)
     print(f"{'attack':<12} {'accuracy':>9}  settings")
     for row in table:
         settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in (row.get("settings") or {}).items())
         print(f"{row['attack']:<12} {row['accuracy']:>9.2%}  {settings}")
-    update_summary(args.run, robustness={"n": n, "table": table,
-                                         "robust_accuracy": min(r["accuracy"] for r in table)})
+    print("these are single attacks: robust accuracy is `eval --robust` (AutoAttack)")
+    update_summary(args.run, attack_table={"n": n, "table": table})
+    return EXIT_OK
+
+
+def _eval_robust(args, device) -> int:
+    from tqdm import tqdm
+
+    from .experiments import evaluate_run_robustness
+    from .robustness import PROTOCOLS
+    from .runs import RunError
+
+    if args.protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {args.protocol!r}; choose from: {', '.join(PROTOCOLS)}")
+    bar = tqdm(total=1.0, unit="", bar_format="{l_bar}{bar}| {elapsed} {postfix}", file=sys.stderr,
+               disable=args.quiet if hasattr(args, "quiet") else False)
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = round(fraction, 3)
+        bar.set_postfix_str(message)
+
+    try:
+        report = evaluate_run_robustness(args.run, args.protocol, args.n, args.seed, progress, device)
+    except (RunError, ValueError, FileNotFoundError, KeyError) as e:
+        raise UsageError(str(e)) from None
+    finally:
+        bar.close()
+    print(f"clean accuracy:            {report.clean_accuracy:.2%}")
+    for name, acc in report.per_attack.items():
+        print(f"  after {name:<18} {acc:.2%}")
+    print(f"robust accuracy:           {report.robust_accuracy:.2%}  ({report.label})")
+    print(f"apparent (PGD-CE):         {report.apparent_robust_accuracy:.2%}")
+    if report.masked:
+        print(f"gradient masking: {report.flags['zero_gradients']:.0%} of the samples have exactly zero input "
+              "gradient - the apparent number is not robustness")
+    for message in report.flags.get("messages", []):
+        print(f"AutoAttack check: {message}")
+    print(f"{report.seconds:.1f} s, saved in {Path(args.run) / 'summary.json'}")
     return EXIT_OK
 
 
@@ -333,7 +382,9 @@ def cmd_zoo(args) -> int:
         bars: dict = {}
 
         def on_event(name, event):
-            if event.kind == "start":
+            if event == "measuring":
+                print(f"{name}: measuring robustness (AutoAttack, n = {zoo.ROBUST_N})", file=sys.stderr)
+            elif event.kind == "start":
                 bars[name] = tqdm(total=event.data["total_steps"], desc=name, unit="step", file=sys.stderr)
             elif event.kind == "step":
                 bars[name].update(1)
@@ -351,7 +402,7 @@ def cmd_zoo(args) -> int:
         print("the zoo is empty: run `python -m distill_core zoo build`")
         return EXIT_OK
     bad = 0
-    print(f"{'name':<26} {'model':<13} {'method':<10} {'clean':>7} {'robust':>7} {'size':>8}  role")
+    print(f"{'name':<26} {'model':<13} {'method':<10} {'clean':>7} {'robust':>7} {'apparent':>8} {'size':>8}  role")
     for m in entries:
         ok = ""
         if args.action == "verify":
@@ -360,13 +411,15 @@ def cmd_zoo(args) -> int:
             bad += not good
             ok = "  ok" if good else "  HASH MISMATCH"
         met = m["metrics"]
+        app = met.get("apparent_robust_accuracy")
+        app = "" if app is None else f"{app:.2%}"
         print(f"{m['name']:<26} {m['model']:<13} {m['method']:<10} {met['test_accuracy']:>7.2%} "
-              f"{met['robust_accuracy']:>7.2%} {m['bytes'] / 1e6:>6.2f}MB  {m['role']}{ok}")
+              f"{met['robust_accuracy']:>7.2%} {app:>8} {m['bytes'] / 1e6:>6.2f}MB  {m['role']}{ok}")
     total = sum(m["bytes"] for m in entries)
     print(f"{len(entries)} models, {total / 1e6:.1f} MB")
     for ds in dict.fromkeys(m["dataset"] for m in entries):
         attack = next(m["metrics"]["robust_attack"] for m in entries if m["dataset"] == ds)
-        print(f"robust accuracy on {ds}: {attack}")
+        print(f"robust accuracy on {ds}: {attack}; apparent: PGD-CE, the number a naive attack reports")
     return EXIT_FAILED if bad else EXIT_OK
 
 

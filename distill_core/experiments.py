@@ -12,7 +12,7 @@
 - :func:`bss_paths` and :func:`bss_toward_each_class`: boundary-supporting samples (Heo et
   al. 2019) step by step on a 2-D set, and for one image towards every other class.
 - :func:`tradeoff_rows` and :func:`evaluate_run_robustness`: the trade-off table of zoo
-  models and runs, and the PGD robust accuracy of a run that lacks it.
+  models and runs, and the AutoAttack robustness record of a run that lacks it.
 
 Every function takes models in eval mode (or puts them there), inputs ``x`` in [0, 1] and
 labels ``y`` (N,) int64, and returns plain numbers / numpy arrays / lists that a figure or a
@@ -35,8 +35,9 @@ from torch import nn
 
 from .attacks import attack_defaults, craft_bss, run_attack, sample_bss_targets
 from .data import DatasetInfo, load_dataset
-from .evaluate import eval_mode, gradient_amplitude_stats, logits_of, predict, robustness_table
+from .evaluate import eval_mode, gradient_amplitude_stats, logits_of, predict
 from .jobs import TrainSpec
+from .robustness import RECORD_KEY, RobustnessReport, evaluate_robustness, read_record
 from .runs import Run, load_model, update_summary
 from .train import TrainConfig
 
@@ -186,14 +187,16 @@ def break_defensive(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: float
 # ---------------------------------------------------------------- the T sweep (Papernot et al. 2016)
 
 
-SWEEP_KEYS = ("T", "test_accuracy", "jsma_success", "rho_adv", "confidence", "grad_hist", "zero_grad_fraction")
+SWEEP_KEYS = ("T", "test_accuracy", "jsma_success", "rho_adv", "confidence", "grad_hist", "zero_grad_fraction",
+              "robust_accuracy", "apparent_robust_accuracy")
 _ALIASES = {"jsma_success": ("jsma_success", "jsma_softmax_success")}
 
 
 def _sweep_point(p: Mapping, T: Any = None) -> dict[str, Any]:
     """One point with :data:`SWEEP_KEYS` (``nan`` for a missing number)."""
     row: dict[str, Any] = {"T": float(p.get("T", T))}
-    for k in ("test_accuracy", "jsma_success", "rho_adv", "confidence", "zero_grad_fraction"):
+    for k in ("test_accuracy", "jsma_success", "rho_adv", "confidence", "zero_grad_fraction", "robust_accuracy",
+              "apparent_robust_accuracy"):
         v = next((p[a] for a in _ALIASES.get(k, (k,)) if p.get(a) is not None), None)
         row[k] = math.nan if v is None else float(v)
     hist = p.get("grad_hist") or p.get("gradient_histogram") or {}
@@ -335,30 +338,41 @@ def _train_T(config: Mapping) -> float | None:
     return None if t is None else float(t)
 
 
+def _robust_columns(holder: Mapping) -> dict[str, Any]:
+    """The trade-off columns of a robustness record (all None when not evaluated)."""
+    rec = read_record(holder)
+    if rec is None:
+        return {"robust": None, "apparent": None, "masked": None, "gap_shown": False,
+                "robust_attack": "not evaluated", "protocol": None}
+    return {"robust": rec.robust_accuracy, "apparent": rec.apparent_robust_accuracy, "masked": rec.masked,
+            "gap_shown": rec.gap_shown, "robust_attack": rec.label, "protocol": rec.protocol}
+
+
 def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One row per zoo model and per finished run: clean and robust accuracy (fractions) and where they come from.
 
-    Zoo models carry ``metrics.robust_accuracy`` (PGD) from the manifest; a run has
-    ``summary["robustness"]["robust_accuracy"]`` only once evaluated, else ``robust`` is None.
+    Robust accuracy is the AutoAttack record of :mod:`robustness` (the zoo manifest's entry, a
+    run's ``summary.json`` once evaluated); without one, ``robust`` is None ("not evaluated").
     Broken and unfinished runs are left out. Keys: ``name``, ``source`` ("zoo" | "runs"),
     ``dataset``, ``method``, ``model``, ``T`` (the training temperature, None for methods without
-    one), ``clean``, ``robust``, ``robust_attack``, ``path``.
+    one), ``clean``, ``robust``, ``apparent`` (PGD-CE), ``masked`` (AutoAttack's checks fired),
+    ``gap_shown`` (apparent above true by more than 10 points), ``robust_attack`` (the record's
+    label), ``protocol``, ``learned`` (False for a run at chance level), ``status``, ``path``.
     """
     rows = []
     for m in zoo:
         metrics = m.get("metrics") or {}
         rows.append({"name": m["name"], "source": "zoo", "dataset": m.get("dataset"), "method": m.get("method"),
                      "model": m.get("model"), "T": _train_T(m), "clean": metrics.get("test_accuracy"),
-                     "robust": metrics.get("robust_accuracy"), "robust_attack": metrics.get("robust_attack", ""),
-                     "path": ""})
+                     **_robust_columns(m), "learned": True, "status": "done", "path": ""})
     for r in runs:
         if r.broken or r.status not in ("done", "stopped"):
             continue
-        rob = r.summary.get("robustness") or {}
         rows.append({"name": r.name, "source": "runs", "dataset": r.config.get("dataset"),
                      "method": r.config.get("method"), "model": r.config.get("model"), "T": _train_T(r.config),
-                     "clean": r.summary.get("test_accuracy"), "robust": rob.get("robust_accuracy"),
-                     "robust_attack": rob.get("robust_attack", ""), "path": str(r.path)})
+                     "clean": r.summary.get("test_accuracy"), **_robust_columns(r.summary),
+                     "learned": r.summary.get("learned", True) is not False, "status": r.status,
+                     "path": str(r.path)})
     return rows
 
 
@@ -370,20 +384,21 @@ def filter_rows(rows: Iterable[Mapping], datasets: Sequence[str] | None = None, 
             and (methods is None or r["method"] in methods)]
 
 
-def evaluate_run_robustness(path: str | Path, n: int = 300, steps: int = 20, seed: int = 0) -> dict[str, Any]:
-    """PGD-Linf robust accuracy of a run's model on ``n`` test samples, written into its summary.json.
+def evaluate_run_robustness(path: str | Path, protocol: str = "autoattack-fast", n: int = 500, seed: int = 0,
+                            progress: Callable[[float, str], None] | None = None,
+                            device: str | torch.device = "cpu") -> RobustnessReport:
+    """The robustness of a run's model (:func:`robustness.evaluate_robustness` at its dataset's eps),
+    written into its ``summary.json`` under ``"robustness"``; returns the report.
 
-    Same attack as the zoo's manifest (the dataset's eps and step size, ``steps`` steps),
-    through :func:`evaluate.robustness_table`; the summary gets ``robustness = {"n", "table",
-    "robust_accuracy", "robust_attack"}`` (the CLI's ``eval`` writes the same keys). Returns
-    that dict.
+    Uses the first ``min(n, test size)`` test samples. Raises ``RunError`` for a run that cannot
+    be loaded and ``ValueError`` for bad settings. The CLI's ``eval --robust`` and the Trade-off
+    page's button both call this.
     """
-    model, info, config = load_model(path)
+    model, info, config = load_model(path, device)
     test, _ = load_dataset(config["dataset"], "test", seed=config.get("train", {}).get("seed", 0),
                            **config.get("dataset_options", {}))
-    table = robustness_table(model, test, ["pgd"], n=n, info=info, settings={"pgd": {"steps": steps}}, seed=seed)
-    pgd_row = table[1]
-    rob = {"n": pgd_row["n"], "table": table, "robust_accuracy": pgd_row["accuracy"],
-           "robust_attack": f"PGD-Linf eps={pgd_row['settings']['eps']:.3g}, {steps} steps, n={pgd_row['n']}"}
-    update_summary(path, robustness=rob)
-    return rob
+    x, y = test.tensors[:2]
+    report = evaluate_robustness(model, x, y, eps=info.default_eps, protocol=protocol, n=min(n, len(x)), seed=seed,
+                                 progress=progress)
+    update_summary(path, **{RECORD_KEY: report.to_dict()})
+    return report

@@ -4,7 +4,8 @@
         config.json     what was trained: dataset (+ its info), model, method and its settings, trainer settings
         metrics.jsonl   one JSON record per epoch (train loss, test accuracy, ...)
         model.pt        the state dict only, loaded with ``torch.load(..., weights_only=True)``
-        summary.json    method, dataset, model, status, epochs, seconds, test_accuracy (+ robustness later)
+        summary.json    method, dataset, model, status, epochs, seconds, test_accuracy, and once evaluated
+                        the robustness record under "robustness" (schema: robustness.py)
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half
 a file. A folder whose config or summary is missing or unreadable is listed as *broken* with
@@ -28,6 +29,7 @@ from torch import nn
 
 from .data import DatasetInfo
 from .models import build_model
+from .robustness import read_record
 
 CONFIG, METRICS, MODEL, SUMMARY = "config.json", "metrics.jsonl", "model.pt", "summary.json"
 DEFAULT_RUNS_DIR = os.environ.get("DISTILL_RUNS", "runs")
@@ -143,14 +145,17 @@ class Run:
         return "broken" if self.broken else str(self.summary.get("status", "unknown"))
 
     def row(self) -> dict:
-        """A flat dict for tables (runs list, trade-off page)."""
+        """A flat dict for tables (runs list, trade-off page); robustness None when not evaluated."""
         s = self.summary
+        rec = read_record(s)
         return {"name": self.name, "status": self.status, "method": self.config.get("method", s.get("method")),
                 "dataset": self.config.get("dataset", s.get("dataset")),
                 "model": self.config.get("model", s.get("model")), "epochs": s.get("epochs"),
                 "seconds": s.get("seconds"), "test_accuracy": s.get("test_accuracy"),
-                "robust_accuracy": (s.get("robustness") or {}).get("robust_accuracy"),
-                "created": s.get("created"), "error": self.error}
+                "robust_accuracy": None if rec is None else rec.robust_accuracy,
+                "apparent_robust_accuracy": None if rec is None else rec.apparent_robust_accuracy,
+                "robust_protocol": None if rec is None else rec.protocol,
+                "learned": s.get("learned"), "created": s.get("created"), "error": self.error}
 
 
 def _read_json(path: Path) -> dict:

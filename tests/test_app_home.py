@@ -15,6 +15,8 @@ def test_app_routes_and_home_renders_the_tradeoff_picture():
     assert len(charts) >= 4      # trade-off picture + three dataset previews
     spec = charts[0].proto.spec
     assert "Pareto front" in spec and "mtard" in spec
+    assert "gradient masking" in spec            # defensive-T100: apparent (PGD-CE) vs true (AutoAttack)
+    assert any("AutoAttack" in c.value for c in at.caption)
 
 
 def test_sidebar_dataset_choice_changes_the_home_picture():

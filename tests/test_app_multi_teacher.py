@@ -69,7 +69,7 @@ def test_renders_with_the_zoo_defaults_and_the_comparison(app):
     methods = set(app.dataframe[0].value["method"])
     assert {"kd", "ard", "rslad"} & methods
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)
-    assert [t["name"] for t in chart["data"]] == ["clean", "robust (PGD)", "W-Robust"]
+    assert [t["name"] for t in chart["data"]] == ["clean", "robust (AutoAttack)", "W-Robust"]
     zoo_ard = next(m for m in list_zoo(dataset="mnist-5k") if m["method"] == "ard")
     i = chart["data"][0]["x"].index("ard")
     assert chart["data"][0]["y"][i] == pytest.approx(100 * zoo_ard["metrics"]["test_accuracy"])
@@ -147,7 +147,9 @@ def test_finished_run_is_measured_and_joins_the_comparison(app):
     [path] = job.snapshot().run_paths
     robustness = read_run(path).summary["robustness"]
     assert 0 <= robustness["robust_accuracy"] <= 1 and 0 < robustness["clean_accuracy"] <= 1
+    assert robustness["protocol"] == "autoattack-fast" and robustness["n"] == 200   # all of moons' test split
     table = app.dataframe[0].value
     mine = table[table["model"] == f"your run {path.name[-6:]} (stopped)"]
     assert len(mine) == 1 and mine["method"].iloc[0] == "mtard"
-    assert mine["PGD %"].iloc[0] == pytest.approx(100 * robustness["robust_accuracy"], abs=0.05)
+    assert mine["AutoAttack %"].iloc[0] == pytest.approx(100 * robustness["robust_accuracy"], abs=0.05)
+    assert "AutoAttack fast" in mine["measured with"].iloc[0]

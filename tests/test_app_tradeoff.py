@@ -67,16 +67,19 @@ def test_unevaluated_run_is_listed_then_evaluated(runs):
     at.multiselect(key="to_datasets").set_value(["moons"]).run()
     table = _table(at)
     row = table[table["name"] == "tiny-moons-run"].iloc[0]
-    assert row["source"] == "runs" and pd.isna(row["robust (%)"]) and not pd.isna(row["clean (%)"])
+    assert row["source"] == "runs" and pd.isna(row["robust, AutoAttack (%)"]) and not pd.isna(row["clean (%)"])
+    assert row["measured with"] == "not evaluated"
     assert "Pareto" in table.columns and table["Pareto"].any()
     at.slider(key="to_eval_n").set_value(100).run()
     at.button(key="to_evaluate").click().run()
     assert not at.exception, at.exception
     table = _table(at)
     row = table[table["name"] == "tiny-moons-run"].iloc[0]
-    assert 0 <= row["robust (%)"] <= row["clean (%)"]
+    assert 0 <= row["robust, AutoAttack (%)"] <= row["apparent, PGD-CE (%)"] + 1e-9
+    assert row["robust, AutoAttack (%)"] <= row["clean (%)"]
+    assert "AutoAttack fast" in row["measured with"]
     summary = json.loads((runs / "tiny-moons-run" / "summary.json").read_text())
-    assert summary["robustness"]["n"] == 100
+    assert summary["robustness"]["n"] == 100 and summary["robustness"]["protocol"] == "autoattack-fast"
     assert "ns-run" in _points(at)                        # on the chart now, labelled by its last 6 characters
     assert not any(b.key == "to_evaluate" for b in at.button)
 

@@ -88,9 +88,48 @@ def test_eval_with_attacks_prints_a_table_and_records_it(trained):
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert [ln.split()[0] for ln in lines[1:4]] == ["clean", "fgsm", "pgd"]
+    assert "eval --robust" in res.stdout   # single attacks are not "robust accuracy"
     summary = json.loads((folder / "summary.json").read_text())
-    table = summary["robustness"]["table"]
+    assert "robustness" not in summary
+    table = summary["attack_table"]["table"]
     assert [r["attack"] for r in table] == ["clean", "fgsm", "pgd"]
     assert table[2]["accuracy"] < table[0]["accuracy"]  # PGD at eps 0.3 must hurt a standard model
     bad = cli("eval", str(folder), "--attacks", "nosuch")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown attack")
+
+
+def test_eval_robust_writes_the_autoattack_record_and_runs_shows_it(trained):
+    import json
+
+    _, runs = trained
+    folder = next(p for p in runs.iterdir() if p.name != "half-written")
+    res = cli("eval", str(folder), "--robust", "--protocol", "autoattack-fast", "--n", "40", "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    assert "robust accuracy:" in res.stdout and "apparent (PGD-CE):" in res.stdout
+    rec = json.loads((folder / "summary.json").read_text())["robustness"]
+    assert rec["protocol"] == "autoattack-fast" and rec["n"] == 40 and rec["seed"] == 1 and rec["eps"] == 0.3
+    assert rec["robust_accuracy"] <= rec["clean_accuracy"]
+    assert rec["robust_accuracy"] <= 0.1   # a standard model at eps 0.3
+    listing = cli("runs", "--runs-dir", str(runs))
+    assert f"{100 * rec['robust_accuracy']:.2f}%" in listing.stdout
+
+
+@pytest.mark.parametrize("args", [["--protocol", "pgd-20"], ["--n", "0"]])
+def test_eval_robust_bad_settings_exit_2(trained, args):
+    _, runs = trained
+    folder = next(p for p in runs.iterdir() if p.name != "half-written")
+    res = cli("eval", str(folder), "--robust", *args)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("error: ")
+
+
+def test_eval_robust_on_a_broken_run_is_one_line_and_exit_2(tmp_path):
+    run = tmp_path / "broken-run"
+    run.mkdir()
+    (run / "config.json").write_text('{"dataset": "mnist-5k", "model": "small-cnn", "train": {"seed": 0}}')
+    (run / "summary.json").write_text('{"status": "done"}')
+    (run / "model.pt").write_bytes(b"not a checkpoint")
+    res = cli("eval", str(run), "--robust")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr

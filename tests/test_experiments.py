@@ -22,6 +22,7 @@ from distill_core.experiments import (
     tradeoff_rows,
 )
 from distill_core.jobs import TrainSpec, prepare_training
+from distill_core.robustness import RobustnessReport
 from distill_core.runs import Run, list_runs
 from distill_core.train import TrainConfig
 
@@ -206,22 +207,37 @@ def test_bss_toward_each_class_covers_every_other_class():
 # ---------------------------------------------------------------- trade-off rows
 
 
+def _record(robust: float, apparent: float, zero: float = 0.0) -> dict:
+    return RobustnessReport(protocol="autoattack", attacks=["apgd-ce", "apgd-t"], clean_accuracy=0.9,
+                            robust_accuracy=robust, apparent_robust_accuracy=apparent, per_attack={},
+                            flags={"zero_gradients": zero}, n=100, eps=0.3, norm="Linf", seed=0, seconds=1.0).to_dict()
+
+
 def test_tradeoff_rows_and_filters(tmp_path):
     zoo = [{"name": "mnist-5k/standard", "dataset": "mnist-5k", "method": "standard", "model": "papernot-cnn",
-            "method_config": {"T": 100}, "metrics": {"test_accuracy": 0.95, "robust_accuracy": 0.2,
-                                                     "robust_attack": "PGD"}}]
+            "method_config": {"T": 100}, "metrics": {"test_accuracy": 0.95, "robust_accuracy": 0.0},
+            "robustness": _record(0.0, 0.85, zero=0.8)},
+           {"name": "mnist-5k/old", "dataset": "mnist-5k", "method": "kd", "model": "small-cnn",   # PGD-era manifest
+            "metrics": {"test_accuracy": 0.9, "robust_accuracy": 0.6, "robust_attack": "PGD"}}]
     runs = [Run(tmp_path / "a", {"dataset": "moons", "method": "kd", "model": "mlp"},
-                {"status": "done", "test_accuracy": 0.9, "robustness": {"robust_accuracy": 0.5}}),
+                {"status": "done", "test_accuracy": 0.9, "robustness": _record(0.5, 0.55)}),
             Run(tmp_path / "b", {"dataset": "moons", "method": "standard", "model": "mlp"},
-                {"status": "stopped", "test_accuracy": 0.8}),
+                {"status": "stopped", "test_accuracy": 0.8, "robustness": {"robust_accuracy": 0.7, "table": []}}),
             Run(tmp_path / "c", {"dataset": "moons"}, {"status": "running"}),
-            Run(tmp_path / "d", broken=True, error="bad")]
+            Run(tmp_path / "d", broken=True, error="bad"),
+            Run(tmp_path / "e", {"dataset": "moons", "method": "pgd_at", "model": "mlp"},
+                {"status": "done", "test_accuracy": 0.5, "learned": False})]
     rows = tradeoff_rows(zoo, runs)
     assert [(r["name"], r["source"], r["robust"]) for r in rows] == [
-        ("mnist-5k/standard", "zoo", 0.2), ("a", "runs", 0.5), ("b", "runs", None)]
-    assert rows[1]["path"] == str(tmp_path / "a") and rows[0]["T"] == 100.0 and rows[1]["T"] is None
-    assert [r["name"] for r in filter_rows(rows, datasets=["moons"])] == ["a", "b"]
-    assert [r["name"] for r in filter_rows(rows, sources=["zoo"])] == ["mnist-5k/standard"]
+        ("mnist-5k/standard", "zoo", 0.0), ("mnist-5k/old", "zoo", None), ("a", "runs", 0.5), ("b", "runs", None),
+        ("e", "runs", None)]
+    std, old, a, b, e = rows
+    assert std["masked"] and std["gap_shown"] and std["apparent"] == 0.85 and "AutoAttack" in std["robust_attack"]
+    assert old["robust_attack"] == "not evaluated" and b["robust_attack"] == "not evaluated"   # old records
+    assert not a["masked"] and not a["gap_shown"] and a["learned"] and not e["learned"]
+    assert a["path"] == str(tmp_path / "a") and std["T"] == 100.0 and a["T"] is None
+    assert [r["name"] for r in filter_rows(rows, datasets=["moons"])] == ["a", "b", "e"]
+    assert [r["name"] for r in filter_rows(rows, sources=["zoo"])] == ["mnist-5k/standard", "mnist-5k/old"]
     assert [r["name"] for r in filter_rows(rows, methods=["kd", "standard"], sources=["runs"])] == ["a", "b"]
     assert filter_rows(rows, datasets=[]) == []
 
@@ -233,11 +249,13 @@ def test_evaluate_run_robustness_writes_the_summary(runs_dir):
         pass
     [before] = tradeoff_rows([], list_runs(runs_dir))
     assert before["robust"] is None
-    rob = evaluate_run_robustness(writer.path, n=40, steps=3)
-    assert 0.0 <= rob["robust_accuracy"] <= rob["table"][0]["accuracy"] <= 1.0
-    assert rob["n"] == 40 and "3 steps" in rob["robust_attack"]
+    seen = []
+    rep = evaluate_run_robustness(writer.path, "autoattack-fast", n=40, progress=lambda f, m: seen.append(f))
+    assert 0.0 <= rep.robust_accuracy <= rep.clean_accuracy <= 1.0
+    assert rep.n == 40 and rep.eps == 0.1 and "AutoAttack fast" in rep.label
+    assert seen[-1] == 1.0 and seen == sorted(seen)
     summary = json.loads((writer.path / "summary.json").read_text())
-    assert summary["robustness"]["robust_accuracy"] == rob["robust_accuracy"] and summary["status"] == "done"
+    assert summary["robustness"] == {**rep.to_dict(), "seconds": summary["robustness"]["seconds"]}
+    assert summary["status"] == "done"
     [after] = tradeoff_rows([], list_runs(runs_dir))
-    assert after["robust"] == rob["robust_accuracy"]
-
+    assert after["robust"] == rep.robust_accuracy and after["apparent"] == rep.apparent_robust_accuracy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from distill_core.experiments import tradeoff_rows
 from distill_core.plots.data import dataset_preview_figure
 from distill_core.plots.tradeoff import tradeoff_figure
 from distill_core.zoo import list_zoo
@@ -22,13 +23,18 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     if zoo:
         shown = zoo[0]["dataset"]
-        rows = [{"name": m["name"].split("/", 1)[1], "method": m["method"], "clean": m["metrics"]["test_accuracy"],
-                 "robust": m["metrics"]["robust_accuracy"]} for m in zoo]
+        rows = [{**r, "name": r["name"].split("/", 1)[1]} for r in tradeoff_rows(zoo, [])]
         st.plotly_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), key="home_tradeoff")
-        st.caption(f"Robust accuracy: {zoo[0]['metrics']['robust_attack']}. Up and to the right is better; "
-                   "the dashed line is the Pareto front. The models trained at T > 1 (defensive students "
-                   "and their teachers) sit high here *only* because their gradients are masked - the "
-                   "Defensive distillation page breaks them.")
+        masked = [r["name"] for r in rows if r["gap_shown"]]
+        attack = next((r["robust_attack"] for r in rows if r["robust"] is not None), "not evaluated")
+        st.caption(f"Robust accuracy: {attack}, the field's standard check. Up and to the right is better; the "
+                   "dashed line is the Pareto front (of the true numbers).")
+        if masked:
+            st.caption(f"**Gradient masking** ({', '.join(masked)}): the hollow marker is where a naive PGD attack on "
+                       "the cross-entropy puts the model (its *apparent* robustness); the filled one, joined by the "
+                       "dotted line, is where AutoAttack puts it. A saturated softmax hides the gradient from the "
+                       "naive attack; it does not make the model robust - the Defensive distillation page breaks "
+                       "them.")
     else:
         st.info("The model zoo is empty. Build it once with `python -m distill_core zoo build` "
                 "(a few minutes on a CPU), or train your own models on the Train page.")

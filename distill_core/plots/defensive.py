@@ -41,9 +41,12 @@ def sweep_figure(rows: Sequence[Mapping], highlight_T: float | None = None, base
     """JSMA-on-softmax success and clean accuracy (percent) against T on a log axis.
 
     ``rows``: sweep points (``experiments.sweep_rows``) with ``T``, ``jsma_success`` and
-    ``test_accuracy`` as fractions. ``highlight_T`` draws a dotted line at that temperature;
-    ``baseline`` (the undistilled model, ``experiments.sweep_baseline``) adds its two values as
-    open diamonds at T = 1; ``paper`` adds Papernot et al.'s two MNIST end points for comparison.
+    ``test_accuracy`` as fractions; where they also carry ``robust_accuracy`` (AutoAttack, the
+    truth) and ``apparent_robust_accuracy`` (PGD-CE), both are drawn: the naive attack's number
+    climbing with T while the true one stays at the floor (Carlini & Wagner). ``highlight_T``
+    draws a dotted line at that temperature; ``baseline`` (the undistilled model,
+    ``experiments.sweep_baseline``) adds its two values as open diamonds at T = 1; ``paper`` adds
+    Papernot et al.'s two MNIST end points for comparison.
     """
     ts = [r["T"] for r in rows]
     fig = go.Figure()
@@ -53,6 +56,13 @@ def sweep_figure(rows: Sequence[Mapping], highlight_T: float | None = None, base
     fig.add_trace(go.Scatter(x=ts, y=[_pct(r["test_accuracy"]) for r in rows], mode="lines+markers",
                              name="clean test accuracy", line=dict(color=PALETTE[0], width=3),
                              hovertemplate="T = %{x:g}<br>accuracy %{y:.1f} %<extra></extra>"))
+    for key, name, color, dash in (("apparent_robust_accuracy", "apparent robust accuracy (PGD-CE)", PALETTE[4], "dot"),
+                                   ("robust_accuracy", "true robust accuracy (AutoAttack)", PALETTE[2], "solid")):
+        ys = [_pct(r.get(key)) for r in rows]
+        if any(v is not None for v in ys):
+            fig.add_trace(go.Scatter(x=ts, y=ys, mode="lines+markers", name=name,
+                                     line=dict(color=color, width=3, dash=dash),
+                                     hovertemplate="T = %{x:g}<br>" + name + " %{y:.1f} %<extra></extra>"))
     if baseline is not None:
         fig.add_trace(go.Scatter(x=[1.0, 1.0], y=[_pct(baseline["jsma_success"]), _pct(baseline["test_accuracy"])],
                                  mode="markers", name="undistilled model",

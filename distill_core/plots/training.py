@@ -184,7 +184,7 @@ def comparison_figure(rows: Sequence[Mapping], title: str = "", height: int = 34
     """
     names = [r["name"] for r in rows]
     fig = go.Figure()
-    metrics = (("clean", "clean", PALETTE[0]), ("robust", "robust (PGD)", PALETTE[3]),
+    metrics = (("clean", "clean", PALETTE[0]), ("robust", "robust (AutoAttack)", PALETTE[3]),
                ("w_robust", "W-Robust", PALETTE[2]))
     for key, label, color in metrics:
         ys = []
