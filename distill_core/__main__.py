@@ -437,7 +437,8 @@ def cmd_reproduce(args) -> int:
         raise UsageError(str(e)) from None
     print(f"{args.experiment}: {results['seconds']:.1f} s, wrote {out / 'results.json'} and {out / 'results.md'}")
     for e in results["expectations"]:
-        print(f"  [{'shown' if e['shown'] else 'not shown'}] {e['claim']}: {e['detail']}")
+        status = e.get("status") or ("shown" if e["shown"] else "not shown")
+        print(f"  [{status}] {e['claim']}: {e['detail']}")
     return EXIT_OK
 
 

@@ -1,9 +1,10 @@
 """The reproductions' pipeline: each quick run writes results.json in the agreed layout and results.md.
 
-These check the pipeline (files, layout, values in range, tables), not the papers' numbers:
-the quick runs train for seconds on a few hundred samples. They run single-threaded: their
-work is many tiny batches (JSMA iterations on a few images), where a second intra-op thread
-gains little and, on a loaded machine, its synchronisation made them 10x slower.
+These check the pipeline (files, layout, values in range, tables, AutoAttack columns), not the
+papers' numbers: the quick runs train for seconds on a few hundred samples. They run
+single-threaded: their work is many tiny batches (JSMA iterations on a few images), where a
+second intra-op thread gains little and, on a loaded machine, its synchronisation made them 10x
+slower. The verdict logic (three states, the seeds' spread) is checked on rows built by hand.
 """
 
 import json
@@ -18,8 +19,21 @@ import torch
 
 from distill_core.__main__ import main
 from distill_core.reproduce import ReproductionError, check_options, cli_command, default_out, run_reproduction
+from distill_core.reproduce import bss as bss_module
 from distill_core.reproduce import mtard as mtard_module
-from distill_core.reproduce._common import jsonable, markdown_table, zoo_teacher
+from distill_core.reproduce import papernot as papernot_module
+from distill_core.reproduce._common import (
+    DID_NOT_TRAIN,
+    NOT_SHOWN,
+    SHOWN,
+    STATES,
+    beyond_spread,
+    expectation,
+    expectations_markdown,
+    jsonable,
+    markdown_table,
+    zoo_teacher,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_KEYS = {"experiment", "quick", "settings", "seconds", "command", "expectations"}
@@ -46,14 +60,28 @@ def check_common(results: dict, experiment: str, out: Path) -> str:
     assert results["command"].startswith(f"python -m distill_core reproduce {experiment} --quick --out ")
     assert results["expectations"]
     for e in results["expectations"]:
-        assert set(e) == {"claim", "shown", "detail"}
+        assert set(e) == {"claim", "shown", "status", "detail"}
         assert isinstance(e["claim"], str) and isinstance(e["shown"], bool) and isinstance(e["detail"], str)
+        assert e["status"] in STATES and e["shown"] == (e["status"] == SHOWN)
     assert json.loads((out / "results.json").read_text()) == results
     md = (out / "results.md").read_text()
     assert md.startswith("# ") and results["command"] in md
-    verdicts = [line for line in md.splitlines() if line.startswith(("- **shown**", "- **not shown**"))]
-    assert len(verdicts) == len(results["expectations"])
+    verdicts = [line for line in md.splitlines() if line.startswith(("- **shown**", "- **not shown**",
+                                                                     "- **did not train**"))]
+    assert [v.split("**")[1] for v in verdicts] == [e["status"] for e in results["expectations"]]
     return md
+
+
+def check_robustness(record: dict, protocol: str, n: int, eps: float = 0.3) -> None:
+    """A stored AutoAttack report (``RobustnessReport.to_dict``): what ran, on how many samples, in range."""
+    assert record["protocol"] == protocol and record["n"] == n and record["eps"] == eps
+    assert record["label"].startswith("AutoAttack") and f"n = {n}" in record["label"]
+    assert record["library"].startswith("pyautoattack")
+    assert fraction(record["robust_accuracy"]) and fraction(record["apparent_robust_accuracy"])
+    # A sample counts as robust only if it is classified correctly when clean.
+    assert max(record["robust_accuracy"], record["apparent_robust_accuracy"]) <= record["clean_accuracy"]
+    assert list(record["per_attack"]) == record["attacks"]
+    assert math.isclose(record["per_attack"][record["attacks"][-1]], record["robust_accuracy"])
 
 
 # ---------------------------------------------------------------- papernot, through the CLI
@@ -80,10 +108,18 @@ def test_papernot_quick_cli_writes_the_sweep_and_break_it(papernot):
     print(f"papernot quick: {results['seconds']} s")
 
     assert [p["T"] for p in results["sweep"]] == [1, 20, 100]
+    n_robust = results["settings"]["n_robust"]
+    assert results["settings"]["protocol"] == "autoattack" and n_robust == papernot_module.QUICK["n_robust"]
+    assert results["robustness_protocol"]["label"] == results["undistilled"]["robustness"]["label"]
     for p in results["sweep"] + [results["undistilled"]]:
         for key in ("test_accuracy", "jsma_softmax_success", "rho_adv", "confidence", "zero_grad_fraction"):
             assert fraction(p[key]), (key, p[key])
         assert p["test_accuracy"] > 0.3 and p["confidence"] >= 0.1
+        assert p["trained"] is (p["test_accuracy"] >= results["chance_accuracy"] + 0.05)
+        check_robustness(p["robustness"], "autoattack", n_robust)
+        assert p["robust_accuracy"] == p["robustness"]["robust_accuracy"]
+        assert p["apparent_robust_accuracy"] == p["robustness"]["apparent_robust_accuracy"]
+        assert p["masked"] is p["robustness"]["masked"]
         hist = p["grad_hist"]
         assert len(hist["edges"]) == len(hist["counts"]) + 1 and hist["edges"] == sorted(hist["edges"])
         assert isinstance(hist["zeros"], int) and sum(hist["counts"]) + hist["zeros"] <= p["n_grad"]
@@ -93,7 +129,16 @@ def test_papernot_quick_cli_writes_the_sweep_and_break_it(papernot):
     for key in ("jsma_softmax", "jsma_logits", "pgd_z_over_t", "cw_l2", "transfer_from_undistilled"):
         assert fraction(b[key]), (key, b[key])
     assert "| model | test accuracy | JSMA success (softmax)" in md and "| student, T = 100 |" in md
+    assert "| robust (AutoAttack) | apparent (PGD-CE) | masked | trained |" in md
     assert "## Break it" in md and "| CW-L2 |" in md
+    # The two Carlini & Wagner claims on AutoAttack, judged on the numbers of this run.
+    hot, base = results["sweep"][-1], results["undistilled"]
+    by_claim = {e["claim"].split(":")[0]: e for e in results["expectations"]}
+    not_robust = by_claim["Defensive distillation does not make the model robust"]
+    masking = next(e for e in results["expectations"] if "apparent (PGD-CE)" in e["claim"])
+    if hot["trained"] and base["trained"]:
+        assert not_robust["shown"] == (hot["robust_accuracy"] <= base["robust_accuracy"] + 0.05)
+        assert masking["shown"] == (hot["apparent_robust_accuracy"] - hot["robust_accuracy"] > 0.10)
 
 
 # ---------------------------------------------------------------- bss and mtard, in process
@@ -107,12 +152,19 @@ def test_bss_quick_rows_cover_fractions_and_methods(tmp_path):
     print(f"bss quick: {results['seconds']} s")
     assert {(r["fraction"], r["method"]) for r in results["rows"]} == {
         (f, m) for f in (0.1, 1.0) for m in ("standard", "kd", "bss")}
+    n_robust = bss_module.QUICK["n_robust"]
     for r in results["rows"]:
         assert r["seeds"] == [0]
         assert fraction(r["accuracy_mean"]) and r["accuracy_mean"] > 0.3 and r["accuracy_std"] >= 0
         assert fraction(r["mag_sim"]) and -1 <= r["ang_sim"] <= 1
+        assert len(r["robustness"]) == len(r["robust_accuracies"]) == 1 and r["robust_accuracy_std"] >= 0
+        check_robustness(r["robustness"][0], "autoattack", n_robust)
+        assert r["robust_accuracy_mean"] == r["robustness"][0]["robust_accuracy"]
+        assert r["trained"] is (r["untrained_seeds"] == [])
     assert results["teacher"]["source"] == "trained here" and results["teacher"]["test_accuracy"] > 0.5
+    assert results["teacher"]["trained"] and results["robustness_protocol"]["n"] == n_robust
     assert "| training data | samples | epochs | method |" in md and "| BSS-KD |" in md
+    assert "| robust (AutoAttack) | trained |" in md
 
 
 @pytest.mark.slow
@@ -123,13 +175,39 @@ def test_mtard_quick_table_has_every_method_and_consistent_columns(tmp_path):
     print(f"mtard quick: {results['seconds']} s")
     assert [r["method"] for r in results["rows"]] == ["standard", "pgd_at", "trades", "kd", "ard", "rslad", "mtard",
                                                       "mtard_no_ebb", "mtard_no_nlb"]
-    assert results["settings"]["clean_teacher"] == "mnist-5k/standard"
-    for r in results["rows"] + results["teachers"]:
-        assert all(fraction(r[k]) for k in ("clean", "fgsm", "pgd20", "cw_inf", "w_robust")), r
+    s = results["settings"]
+    assert s["clean_teacher"] == "mnist-5k/standard"
+    assert s["seeds"] == results["seeds"] == list(mtard_module.QUICK["seeds"]) and len(s["seeds"]) >= 2
+    protocol, n_aa = s["protocol"], s["n_autoattack"]
+    assert results["autoattack"]["protocol"] == protocol and results["autoattack"]["n"] == n_aa
+
+    def check_model(r):
+        assert all(fraction(r[k]) for k in ("clean", "fgsm", "pgd20", "cw_inf", "autoattack", "w_robust")), r
         # Robust accuracy counts only samples that are also classified correctly when clean.
         assert max(r["fgsm"], r["pgd20"], r["cw_inf"]) <= r["clean"]
-        assert math.isclose(r["w_robust"], (r["clean"] + r["pgd20"]) / 2)
-    assert "| method | clean | FGSM | PGD-20 | CW-inf | W-Robust |" in md and "| mtard_no_nlb |" in md
+        assert r["autoattack"] <= r["autoattack_clean"]
+        assert math.isclose(r["w_robust"], (r["clean"] + r["autoattack"]) / 2)
+        assert r["trained"] is (r["clean"] >= results["chance_accuracy"] + 0.05)
+        check_robustness(r["robustness"], protocol, n_aa)
+        assert r["autoattack"] == r["robustness"]["robust_accuracy"]
+
+    assert [t["method"] for t in results["teachers"]] == ["clean teacher", "robust teacher"]   # once, not per seed
+    for t in results["teachers"]:
+        check_model(t)
+    for r in results["rows"]:
+        assert [p["seed"] for p in r["per_seed"]] == r["seeds"] == s["seeds"]
+        for p in r["per_seed"]:
+            check_model(p)
+        for k in ("clean", "fgsm", "pgd20", "cw_inf", "autoattack", "w_robust"):
+            values = [p[k] for p in r["per_seed"]]
+            assert math.isclose(r[k], sum(values) / len(values))
+            assert math.isclose(r["std"][k], float(torch.tensor(values, dtype=torch.float64).std()), abs_tol=1e-12)
+        assert r["untrained_seeds"] == [p["seed"] for p in r["per_seed"] if not p["trained"]]
+    # Every seed starts from its own initial weights: the standard students of two seeds differ.
+    assert len({p["clean"] for r in results["rows"] for p in r["per_seed"]}) > 1
+    assert len(results["expectations"]) == 6
+    assert "| method | clean | FGSM | PGD-20 | CW-inf | AutoAttack | W-Robust | trained |" in md
+    assert "| mtard_no_nlb |" in md and " ± " in md and results["spread_rule"] in md
 
 
 # ---------------------------------------------------------------- options, errors and verdicts (no training)
@@ -158,17 +236,106 @@ def test_missing_zoo_teacher_says_how_to_get_it():
         zoo_teacher("mnist-5k/no-such-model")
 
 
-def test_mtard_verdict_does_not_call_zero_robustness_comparable():
-    def row(method, clean, pgd):
-        return {"method": method, "clean": clean, "fgsm": pgd, "pgd20": pgd, "cw_inf": pgd,
-                "w_robust": (clean + pgd) / 2}
+MTARD_ROWS = list(mtard_module.STUDENTS)
+JITTER = (0.0, 0.01, -0.01)      # three seeds, a small spread (std 1 point)
 
-    names = ["standard", "pgd_at", "trades", "kd", "ard", "rslad", "mtard", "mtard_no_ebb", "mtard_no_nlb"]
-    nobody_robust = mtard_module.expectations([row(n, 0.9 if n.startswith("mtard") else 0.5, 0.0) for n in names])
-    assert nobody_robust[0]["shown"] and not nobody_robust[1]["shown"]
+
+def mtard_rows(clean: dict | float, autoattack: dict | float, jitter=JITTER) -> list[dict]:
+    """Rows as mtard.run returns them (only what the verdict reads), one value per seed from a centre +- jitter;
+    ``clean`` / ``autoattack``: one centre for every method, or {method: centre} over a default under key None."""
+    def centre(values, name):
+        return values.get(name, values[None]) if isinstance(values, dict) else values
+
+    rows = []
+    for name in MTARD_ROWS:
+        c, a = centre(clean, name), centre(autoattack, name)
+        per_seed = [{"seed": i, "clean": c + j, "autoattack": max(0.0, a + j)} for i, j in enumerate(jitter)]
+        for p in per_seed:
+            p["w_robust"] = (p["clean"] + p["autoattack"]) / 2
+        rows.append({"method": name, "per_seed": per_seed})
+    return rows
+
+
+def verdict(expectations: list[dict], start: str) -> dict:
+    return next(e for e in expectations if e["claim"].startswith(start))
+
+
+def test_mtard_verdict_does_not_call_zero_robustness_comparable():
+    nobody_robust = mtard_module.expectations(mtard_rows({None: 0.5, "mtard": 0.9, "mtard_no_ebb": 0.9,
+                                                          "mtard_no_nlb": 0.9}, 0.0))
+    assert nobody_robust[0]["status"] == SHOWN and nobody_robust[1]["status"] == NOT_SHOWN
     assert "not robust here" in nobody_robust[1]["detail"]
-    robust = mtard_module.expectations([row(n, 0.9, 0.0 if n == "standard" else 0.5) for n in names])
-    assert not robust[0]["shown"] and robust[1]["shown"] and robust[4]["shown"]
+    robust = mtard_module.expectations(mtard_rows(0.9, {None: 0.5, "standard": 0.0}))
+    assert [e["status"] for e in robust] == [NOT_SHOWN, SHOWN, NOT_SHOWN, NOT_SHOWN, NOT_SHOWN, SHOWN]
+
+
+def test_a_chance_level_model_makes_its_claims_did_not_train():
+    # PGD-AT "robust" at 10 % clean: a collapsed model answering one class, not a defence.
+    collapsed = mtard_module.expectations(mtard_rows({None: 0.9, "pgd_at": 0.1}, {None: 0.5, "standard": 0.0}))
+    adv = verdict(collapsed, "Adversarial training buys robustness")
+    assert adv["status"] == DID_NOT_TRAIN and not adv["shown"]
+    assert "PGD-AT (seed 0) at 10.0 % clean (chance 10 %)" in adv["detail"]
+    assert verdict(collapsed, "MTARD has the best W-Robust")["status"] == DID_NOT_TRAIN    # PGD-AT is compared
+    assert verdict(collapsed, "Entropy-Based Balance")["status"] == NOT_SHOWN             # it does not rest on PGD-AT
+    # One collapsed seed is enough; the same rows with PGD-AT trained show the claim.
+    one_seed_down = mtard_rows({None: 0.9}, {None: 0.5, "standard": 0.0})
+    one_seed_down[1]["per_seed"][2]["clean"] = 0.12
+    assert verdict(mtard_module.expectations(one_seed_down), "Adversarial")["status"] == DID_NOT_TRAIN
+    trained = mtard_module.expectations(mtard_rows({None: 0.9}, {None: 0.5, "standard": 0.0}))
+    assert verdict(trained, "Adversarial training buys robustness")["status"] == SHOWN
+    # Papernot: a T = 100 student at chance cannot show "not robust" nor the masking gap.
+    point = {"T": 100.0, "test_accuracy": 0.11, "trained": False, "jsma_softmax_success": 0.0, "rho_adv": 1.0,
+             "confidence": 1.0, "zero_grad_fraction": 1.0, "robust_accuracy": 0.0, "apparent_robust_accuracy": 0.9,
+             "masked": True, "robustness": {"label": "AutoAttack", "flags": {"zero_gradients": 1.0}},
+             "rho_unbroken": 0, "n_rho": 1}
+    base = {**point, "T": 1.0, "test_accuracy": 0.95, "trained": True, "jsma_softmax_success": 0.9, "rho_adv": 0.02,
+            "confidence": 0.9, "zero_grad_fraction": 0.0, "apparent_robust_accuracy": 0.0, "n_jsma": 3}
+    broken = {"jsma_logits": 1.0, "pgd_z_over_t": 1.0, "cw_l2": 1.0, "transfer_from_undistilled": 1.0,
+              "jsma_softmax": 0.0, "n": 4, "jsma_logits_undistilled": 1.0}
+    papernot = papernot_module.expectations(base, [point], broken, chance=0.1)
+    assert papernot[0]["status"] == SHOWN                                   # rests on the undistilled model only
+    assert all(e["status"] == DID_NOT_TRAIN for e in papernot[1:]), [e["status"] for e in papernot]
+    assert all(not e["shown"] for e in papernot[1:])
+    assert [e["status"] for e in papernot_module.expectations(base, [{**point, "test_accuracy": 0.9, "trained": True}],
+                                                              broken, chance=0.1)][-6:-4] == [SHOWN, SHOWN]
+    # BSS: a collapsed BSS seed at 10 % of the data.
+    s = bss_module.settings(quick=True)
+    rows = [{"fraction": f, "method": m, "seeds": [0], "accuracy_mean": a, "accuracy_std": 0.0, "accuracies": [a],
+             "mag_sim": 0.5, "ang_sim": 0.5} for f in s.fractions for m in bss_module.METHODS
+            for a in [0.1 if (f, m) == (0.1, "bss") else 0.8]]
+    states = [e["status"] for e in bss_module.expectations(rows, s, {"test_accuracy": 0.9, "trained": True}, 0.1)]
+    assert states == [DID_NOT_TRAIN, SHOWN, DID_NOT_TRAIN, DID_NOT_TRAIN]
+
+
+def test_a_difference_inside_the_seeds_spread_is_not_shown():
+    assert beyond_spread([0.80, 0.80, 0.81], [0.75, 0.75, 0.76])           # 5 points apart, spread 1.2 points
+    assert not beyond_spread([0.70, 0.80, 0.90], [0.65, 0.75, 0.85])       # 5 points apart, spread 20 points
+    assert not beyond_spread([0.9], [0.1])                                  # one seed: no spread, nothing shown
+    assert beyond_spread([0.50, 0.52], [0.50, 0.51], margin=-0.05) and not beyond_spread([0.5, 0.52], [0.5, 0.51])
+
+    def ebb(mtard, without):
+        rows = mtard_rows(0.9, 0.5)
+        for name, values in (("mtard", mtard), ("mtard_no_ebb", without)):
+            rows[MTARD_ROWS.index(name)]["per_seed"] = [{"seed": i, "clean": 0.9, "autoattack": v,
+                                                         "w_robust": (0.9 + v) / 2} for i, v in enumerate(values)]
+        return verdict(mtard_module.expectations(rows), "Entropy-Based Balance")
+
+    assert ebb([0.60, 0.61, 0.62], [0.50, 0.51, 0.52])["status"] == SHOWN
+    inside = ebb([0.40, 0.60, 0.80], [0.35, 0.55, 0.75])                    # higher mean, far inside the spread
+    assert inside["status"] == NOT_SHOWN and "MTARD 75.0 ± 10.0 %" in inside["detail"]
+    assert ebb([0.6], [0.5])["status"] == NOT_SHOWN                          # one seed
+    assert "no spread" in ebb([0.6], [0.5])["detail"]
+
+
+def test_verdicts_render_three_states():
+    shown = expectation("a", True, "1 vs 2")
+    dead = expectation("b", True, "1 vs 2", ["PGD-AT at 10.0 % clean (chance 10 %)"])
+    assert (shown["status"], shown["shown"], dead["status"], dead["shown"]) == (SHOWN, True, DID_NOT_TRAIN, False)
+    md = expectations_markdown([shown, expectation("c", False, "x"), dead,
+                                {"claim": "old", "shown": False, "detail": "before status existed"}])
+    assert md.splitlines() == ["- **shown**: a — 1 vs 2", "- **not shown**: c — x",
+                               "- **did not train**: b — PGD-AT at 10.0 % clean (chance 10 %): no evidence either way. "
+                               "Measured: 1 vs 2", "- **not shown**: old — before status existed"]
 
 
 def test_json_is_strict_and_tables_are_markdown():

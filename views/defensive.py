@@ -208,8 +208,9 @@ if results is not None:
                "the softmax has nothing left to follow, so its success collapses while accuracy barely moves.")
     if results.get("expectations"):
         with st.expander("Did the papers' effects show in this run?"):
-            st.dataframe(pd.DataFrame([{"shown": "yes" if e["shown"] else "no", "claim": e["claim"],
-                                        "numbers": e["detail"]} for e in results["expectations"]]),
+            st.dataframe(pd.DataFrame([{"shown": e.get("status") or ("shown" if e["shown"] else "not shown"),
+                                        "claim": e["claim"], "numbers": e["detail"]}
+                                       for e in results["expectations"]]),
                          hide_index=True, key="dd_expectations")
 else:
     st.info("No sweep yet: the shipped one (`python -m distill_core reproduce papernot`, written to "

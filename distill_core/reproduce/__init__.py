@@ -7,13 +7,19 @@ One module per paper, each with a ``Settings`` dataclass (the full run's values;
 holds the overrides of the CPU-minute version the test suite runs), ``run(settings, log)``
 returning the measurements and the checked expectations, and ``markdown(results)``:
 
-- :mod:`.papernot` — defensive distillation's T sweep and the attacks that break it;
-- :mod:`.bss` — standard vs KD vs BSS-KD students with scarce data, MagSim / AngSim;
-- :mod:`.mtard` — the MTARD paper's table: clean, FGSM, PGD-20, CW-inf and W-Robust per method.
+- :mod:`.papernot` — defensive distillation's T sweep (with each model's AutoAttack and apparent
+  PGD-CE robust accuracy) and the attacks that break it;
+- :mod:`.bss` — standard vs KD vs BSS-KD students with scarce data, MagSim / AngSim, AutoAttack;
+- :mod:`.mtard` — the MTARD paper's table over seeds 0, 1, 2: clean, FGSM, PGD-20, CW-inf,
+  AutoAttack and W-Robust = (clean + AutoAttack) / 2 per method, mean ± std.
 
-``results.json`` holds ``experiment``, ``quick``, ``settings``, ``seconds``, ``command``, the
-experiment's data and ``expectations`` (``[{"claim", "shown", "detail"}]``: did the paper's
-effect show on this data, and by how much). Progress goes to stderr.
+Robust accuracy is always :func:`distill_core.robustness.evaluate_robustness` (AutoAttack); each
+model's whole report is stored under ``robustness`` and the protocol's label and library version
+with the run. ``results.json`` holds ``experiment``, ``quick``, ``settings``, ``seconds``,
+``command``, the experiment's data and ``expectations`` (``[{"claim", "shown", "status",
+"detail"}]``: did the paper's effect show on this data, and by how much; ``status`` is ``shown``,
+``not shown`` or ``did not train`` (a model the claim rests on is within 5 points of chance), and
+``shown`` is ``status == "shown"``). Progress goes to stderr.
 """
 
 from __future__ import annotations

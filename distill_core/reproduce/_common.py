@@ -1,4 +1,15 @@
-"""What the three reproductions share: training through the Trainer, teachers, tables, expectations."""
+"""What the three reproductions share: training through the Trainer, teachers, tables, expectations.
+
+An expectation (one line of a reproduction's verdict) has three states (:data:`STATES`):
+``shown`` (the paper's effect showed on this data), ``not shown``, and ``did not train``: a
+model the claim rests on ended within 5 points of chance (:func:`distill_core.train.did_not_learn`
+with chance = 1 / classes), so the run says nothing about the claim. A collapsed adversarial
+student answers one class everywhere; its "robustness" is no evidence of anything.
+
+Claims over several seeds are judged with :func:`beyond_spread`: a difference counts only when
+the difference of the means exceeds the sum of the two standard deviations over seeds (sample
+std, ddof 1), i.e. when the two mean ± std intervals do not overlap (:data:`SPREAD_RULE`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +25,7 @@ from torch.utils.data import Dataset
 from ..data import DatasetInfo
 from ..methods import build_method
 from ..models import build_model
-from ..train import FINAL_KINDS, TrainConfig, Trainer
+from ..train import FINAL_KINDS, TrainConfig, Trainer, did_not_learn
 
 Log = Callable[[str], None]
 SPLIT_SEED = 0     # the mnist-5k / digits train-test split of the zoo: its teachers never saw the test split
@@ -71,9 +82,84 @@ def zoo_teacher(name: str) -> nn.Module:
                                 f"build --only {name}` or pass --train-teachers") from None
 
 
-def expectation(claim: str, shown: bool, detail: str) -> dict[str, Any]:
-    """One line of the verdict: the paper's claim, whether this run showed it, and the numbers behind it."""
-    return {"claim": claim, "shown": bool(shown), "detail": detail}
+SHOWN, NOT_SHOWN, DID_NOT_TRAIN = "shown", "not shown", "did not train"
+STATES = (SHOWN, NOT_SHOWN, DID_NOT_TRAIN)
+SPREAD_RULE = ("a difference counts as shown only when the difference of the means exceeds the sum of the two "
+               "standard deviations over seeds (sample std, ddof 1): the mean ± std intervals do not overlap; with a "
+               "single seed there is no spread to compare against and nothing is shown")
+
+
+def chance_accuracy(info: DatasetInfo) -> float:
+    """The accuracy of a constant guess: 1 / classes (the classes of the lab's data sets are balanced)."""
+    return 1.0 / info.num_classes
+
+
+def trained(accuracy: float, chance: float) -> bool:
+    """False when a clean accuracy is within 5 points of chance (``train.did_not_learn``): "did not train"."""
+    return not did_not_learn(accuracy, chance)
+
+
+def untrained_note(name: str, accuracy: float, chance: float) -> str:
+    """How a verdict names a model that did not train: 'PGD-AT at 10.0 % clean (chance 10 %)'."""
+    return f"{name} at {pct(accuracy)} clean (chance {pct(chance, 0)})"
+
+
+def expectation(claim: str, shown: bool, detail: str, untrained: Sequence[str] = ()) -> dict[str, Any]:
+    """One line of the verdict: the paper's claim, whether this run showed it, and the numbers behind it.
+
+    ``untrained`` names the models the claim rests on that did not train (:func:`untrained_note`);
+    when there is any, the state is ``did not train`` whatever ``shown`` says, and they lead the
+    detail. ``shown`` (bool) is True only in state ``shown``; ``status`` is one of :data:`STATES`.
+    """
+    status = DID_NOT_TRAIN if untrained else (SHOWN if shown else NOT_SHOWN)
+    if untrained:
+        detail = f"{'; '.join(untrained)}: no evidence either way. Measured: {detail}"
+    return {"claim": claim, "shown": status == SHOWN, "status": status, "detail": detail}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1) of per-seed values; the std is nan for one value."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
+
+def beyond_spread(a: Sequence[float], b: Sequence[float], margin: float = 0.0) -> bool:
+    """:data:`SPREAD_RULE`: is ``mean(a) - mean(b) > margin`` by more than ``std(a) + std(b)``?
+
+    ``a`` and ``b`` are per-seed values (fractions); False when either has a single value (no spread).
+    """
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return not (math.isnan(sa) or math.isnan(sb)) and ma - mb - margin > sa + sb
+
+
+def pm(mean: float, std: float, digits: int = 1) -> str:
+    """'93.2 ± 0.4 %' (percentages of fractions); the mean alone when the std is nan (one seed)."""
+    if std is None or math.isnan(std):
+        return pct(mean, digits)
+    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f} %"
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, protocol: str, n: int,
+                    seed: int, label: str, log: Log) -> dict[str, Any]:
+    """THE robust accuracy (``robustness.evaluate_robustness``, AutoAttack) of ``model`` on the first ``n`` of
+    ``(x, y)``, logged, as the fields a results row carries.
+
+    Returns ``robust_accuracy`` (AutoAttack: worst case over its attacks), ``apparent_robust_accuracy``
+    (PGD-CE: what a naive attack sees), ``masked`` (AutoAttack's masking checks fired) and ``robustness``
+    (the whole report: ``RobustnessReport.to_dict()``, with its label, library version and seconds).
+    """
+    from ..robustness import evaluate_robustness, report_summary
+
+    report = evaluate_robustness(model, x, y, eps=eps, protocol=protocol, n=min(n, len(x)), seed=seed)
+    log(f"{label}: {report_summary(report)} ({report.seconds:.1f} s)")
+    return {"robust_accuracy": report.robust_accuracy, "apparent_robust_accuracy": report.apparent_robust_accuracy,
+            "masked": report.masked, "robustness": report.to_dict()}
+
+
+def protocol_record(robustness: Mapping[str, Any]) -> dict[str, Any]:
+    """What every robust accuracy of a run shares, from one stored report: protocol, its label, library, eps, n,
+    seed."""
+    return {k: robustness[k] for k in ("protocol", "label", "library", "eps", "norm", "n", "seed")}
 
 
 def pct(v: float | None, digits: int = 1) -> str:
@@ -93,10 +179,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def expectation_status(e: Mapping[str, Any]) -> str:
+    """An expectation's state; results written before ``status`` existed have only ``shown``."""
+    return e.get("status") or (SHOWN if e["shown"] else NOT_SHOWN)
+
+
 def expectations_markdown(expectations: Sequence[Mapping[str, Any]]) -> str:
-    """The verdict section: one bullet per expectation."""
-    return "\n".join(f"- **{'shown' if e['shown'] else 'not shown'}**: {e['claim']} — {e['detail']}"
-                     for e in expectations)
+    """The verdict section: one bullet per expectation, '- **shown** / **not shown** / **did not train**: ...'."""
+    return "\n".join(f"- **{expectation_status(e)}**: {e['claim']} — {e['detail']}" for e in expectations)
 
 
 def jsonable(value: Any) -> Any:

@@ -16,6 +16,14 @@ confidence, and the histogram of the softmax's adversarial gradient amplitude wi
 zeros. The highest-T student is then attacked the ways that ignore the saturated softmax:
 JSMA on the logits, PGD on ``softmax(Z / T)``, CW-L2, and PGD examples transferred from the
 undistilled model.
+
+Every deployed model also gets the lab's robust accuracy (METHODS.md section 6): AutoAttack
+(``robustness.evaluate_robustness``, standard version) at the dataset's Linf eps (MNIST 0.3) on
+the first ``n_robust`` test samples, with the apparent PGD-CE number of the same report. Carlini &
+Wagner's point in one row: at T = 100 the apparent robustness is high (the CE gradient is exactly
+zero) while AutoAttack's stays at the undistilled model's (the zoo's defensive-T100, METHODS.md
+section 6: PGD-20 85.8 %, AutoAttack 0 %). A model within 5 points of chance accuracy is marked
+"did not train" and no claim rests on it.
 """
 
 from __future__ import annotations
@@ -39,16 +47,23 @@ from ..evaluate import (
     targeted_success_rate,
 )
 from ..experiments import GRAD_LOG10_RANGE
+from ..robustness import MASKING_GAP
 from ._common import (
     SPLIT_SEED,
     Log,
+    chance_accuracy,
     expectation,
     expectations_markdown,
     fresh_model,
     markdown_table,
     pct,
+    points,
+    protocol_record,
+    robust_accuracy,
     train_config,
     train_model,
+    trained,
+    untrained_note,
 )
 
 # What "the effect showed" means, as fractions of attacked samples.
@@ -56,6 +71,7 @@ HIGH_SUCCESS = 0.5       # an attack that works
 LOW_SUCCESS = 0.1        # an attack that distillation stopped
 BROKEN = 0.9             # "back near 100 %"
 ACCURACY_COST = 0.02     # "accuracy changes by about 1 % or less", with 1 point of slack for short training
+NOT_ROBUST = 0.05        # "not more robust": AutoAttack accuracy within 5 points of the undistilled model's
 
 
 @dataclass(frozen=True)
@@ -82,11 +98,13 @@ class Settings:
     # C&W take up to 10,000 Adam steps of 1e-2. In 100 steps of 1e-2 the black background (w = atanh(-1 + 1e-6),
     # where tanh is flat) cannot move and the attack fails on half the samples; lr 0.1 stands in for the long run.
     cw_lr: float = 0.1
+    protocol: str = "autoattack"      # robust accuracy: robustness.evaluate_robustness's protocol, at info.default_eps
+    n_robust: int = 500               # ... on the first n_robust test samples
     seed: int = 0
 
 
 QUICK = dict(temperatures=(1, 20, 100), epochs=1, train_fraction=0.25, batch_size=32, lr=2e-3, n_test=500, n_jsma=3,
-             n_rho=1, n_grad=50, n_break=4, cw_steps=50, cw_search=5)
+             n_rho=1, n_grad=50, n_break=4, cw_steps=50, cw_search=5, n_robust=100)
 
 
 def settings(quick: bool = False, seed: int = 0) -> Settings:
@@ -94,14 +112,24 @@ def settings(quick: bool = False, seed: int = 0) -> Settings:
     return dataclasses.replace(Settings(**(QUICK if quick else {})), seed=seed)
 
 
-def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Settings) -> dict[str, Any]:
-    """One deployed model (softmax at T = 1) as one point of the sweep, without its ``T``."""
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Settings, info: DatasetInfo, label: str,
+            log: Log) -> dict[str, Any]:
+    """One deployed model (softmax at T = 1) as one point of the sweep, without its ``T``.
+
+    Besides Papernot's measurements: ``trained`` (clean accuracy more than 5 points above chance),
+    ``robust_accuracy`` (AutoAttack), ``apparent_robust_accuracy`` (PGD-CE), ``masked`` and the whole
+    ``robustness`` report (``_common.robust_accuracy``).
+    """
     n_test = len(x) if s.n_test is None else s.n_test
     grads = gradient_amplitude_stats(model, x[: s.n_grad], "softmax")
     hist = log10_histogram(grads["amplitude"], bins=s.grad_bins, range=GRAD_LOG10_RANGE)
     jsma = targeted_success_rate(model, x, y, "jsma", s.n_jsma, on="softmax", theta=s.theta, gamma=s.gamma)
     rho = rho_adv(model, x, y, s.n_rho, on="softmax", theta=s.theta)
-    return {"test_accuracy": accuracy(model, (x[:n_test], y[:n_test])), "jsma_softmax_success": jsma.rate,
+    test_accuracy = accuracy(model, (x[:n_test], y[:n_test]))
+    robust = robust_accuracy(model, x, y, eps=info.default_eps, protocol=s.protocol, n=s.n_robust, seed=s.seed,
+                             label=label, log=log)
+    return {"test_accuracy": test_accuracy, "trained": trained(test_accuracy, chance_accuracy(info)), **robust,
+            "jsma_softmax_success": jsma.rate,
             "rho_adv": rho["rho_adv"], "confidence": mean_confidence(model, x[:n_test], y[:n_test]),
             "zero_grad_fraction": grads["fraction_zero"],
             "grad_hist": {"edges": hist["edges"].tolist(), "counts": hist["counts"].tolist(), "zeros": hist["n_zero"]},
@@ -158,7 +186,7 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
     init_state = {k: v.clone() for k, v in init.state_dict().items()}
     undistilled = train_model("undistilled (standard, T = 1)", "standard",
                               fresh_model(s.model, info, s.seed, init_state), train_ds, config, log, info=info)
-    baseline = {"T": 1.0, **measure(undistilled, x, y, s)}
+    baseline = {"T": 1.0, **measure(undistilled, x, y, s, info, "undistilled", log)}
     log(f"undistilled: accuracy {pct(baseline['test_accuracy'])}, JSMA on the softmax "
         f"{pct(baseline['jsma_softmax_success'])}")
 
@@ -170,7 +198,7 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
         student = train_model(f"T = {T:g} student", "defensive", fresh_model(s.model, info, s.seed, init_state),
                               train_ds, config, log, method_config={"T": float(T)}, teachers={"teacher": teacher},
                               info=info)
-        point = {"T": float(T), **measure(student, x, y, s)}
+        point = {"T": float(T), **measure(student, x, y, s, info, f"T = {T:g} student", log)}
         sweep.append(point)
         log(f"T = {T:g} student: accuracy {pct(point['test_accuracy'])}, JSMA on the softmax "
             f"{pct(point['jsma_softmax_success'])}, zero gradients {pct(point['zero_grad_fraction'])}")
@@ -179,35 +207,60 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
     log(f"breaking the T = {T_break:g} student")
     broken = break_it(student, undistilled, x, y, T_break, s, info)
     return {"undistilled": baseline, "sweep": sweep, "break_it": broken,
-            "expectations": expectations(baseline, sweep, broken)}
+            "chance_accuracy": chance_accuracy(info), "robustness_protocol": protocol_record(baseline["robustness"]),
+            "expectations": expectations(baseline, sweep, broken, chance_accuracy(info))}
 
 
-def expectations(baseline: dict, sweep: list[dict], broken: dict) -> list[dict]:
-    """Papernot's claims and Carlini & Wagner's, each checked against the measured numbers."""
+def expectations(baseline: dict, sweep: list[dict], broken: dict, chance: float = 0.1) -> list[dict]:
+    """Papernot's claims and Carlini & Wagner's, each checked against the measured numbers.
+
+    A claim is "did not train" when a model it rests on (the undistilled model, the highest-T
+    student, or every student for the accuracy claim) is within 5 points of ``chance``.
+    """
     hot = sweep[-1]
     T = hot["T"]
     before, after = baseline["jsma_softmax_success"], hot["jsma_softmax_success"]
     worst = max(sweep, key=lambda p: abs(p["test_accuracy"] - baseline["test_accuracy"]))
+
+    def untrained(*points: dict) -> list[str]:
+        return [untrained_note("the undistilled model" if p is baseline else f"the T = {p['T']:g} student",
+                               p["test_accuracy"], chance) for p in points if not p.get("trained", True)]
+
+    base_only, pair = untrained(baseline), untrained(baseline, hot)
+    aa_before, aa_after = baseline["robust_accuracy"], hot["robust_accuracy"]
+    gap = hot["apparent_robust_accuracy"] - aa_after
     out = [
         expectation("JSMA on the softmax succeeds against the undistilled model (paper, MNIST: 95.89 %)",
                     before >= HIGH_SUCCESS, f"{pct(before)} of {baseline['n_jsma']} samples x 9 targets "
-                    f"(threshold {pct(HIGH_SUCCESS, 0)})"),
+                    f"(threshold {pct(HIGH_SUCCESS, 0)})", base_only),
         expectation(f"Defensive distillation at T = {T:g} stops it (paper: 95.89 % -> 0.45 % at T = 100)",
                     after <= LOW_SUCCESS and after < before,
-                    f"{pct(before)} -> {pct(after)} (threshold {pct(LOW_SUCCESS, 0)})"),
+                    f"{pct(before)} -> {pct(after)} (threshold {pct(LOW_SUCCESS, 0)})", pair),
         expectation("Accuracy changes by about 1 % or less",
                     abs(worst["test_accuracy"] - baseline["test_accuracy"]) <= ACCURACY_COST,
                     f"undistilled {pct(baseline['test_accuracy'])}; largest change at T = {worst['T']:g}: "
-                    f"{pct(worst['test_accuracy'])} (tolerance {pct(ACCURACY_COST, 0)})"),
+                    f"{pct(worst['test_accuracy'])} (tolerance {pct(ACCURACY_COST, 0)})", untrained(baseline, *sweep)),
         expectation("The softmax's gradient vanishes: exactly zero in float32 for most samples at high T",
                     hot["zero_grad_fraction"] >= 0.5 > baseline["zero_grad_fraction"],
                     f"exactly-zero gradients: undistilled {pct(baseline['zero_grad_fraction'])}, "
-                    f"T = {T:g} {pct(hot['zero_grad_fraction'])}"),
+                    f"T = {T:g} {pct(hot['zero_grad_fraction'])}", pair),
         expectation("rho_adv grows with T (paper, MNIST: 1.55 % -> 14.08 %)", hot["rho_adv"] > baseline["rho_adv"],
                     f"{pct(baseline['rho_adv'], 2)} -> {pct(hot['rho_adv'], 2)} ({hot['rho_unbroken']} of "
-                    f"{hot['n_rho']} samples never broken, counted as 100 %: a lower bound)"),
+                    f"{hot['n_rho']} samples never broken, counted as 100 %: a lower bound)", pair),
         expectation("Confidence on correct samples grows with T", hot["confidence"] > baseline["confidence"],
-                    f"{pct(baseline['confidence'], 2)} -> {pct(hot['confidence'], 2)}"),
+                    f"{pct(baseline['confidence'], 2)} -> {pct(hot['confidence'], 2)}", pair),
+        expectation(f"Defensive distillation does not make the model robust: its AutoAttack robust accuracy at "
+                    f"T = {T:g} stays within {100 * NOT_ROBUST:g} points of the undistilled model's "
+                    "(Carlini & Wagner 2016)", aa_after <= aa_before + NOT_ROBUST,
+                    f"AutoAttack: undistilled {pct(aa_before)}, T = {T:g} student {pct(aa_after)} "
+                    f"({points(aa_after - aa_before)}; {baseline['robustness']['label']})", pair),
+        expectation(f"... but looks robust to a naive attack: the T = {T:g} student's apparent (PGD-CE) robust "
+                    f"accuracy exceeds its AutoAttack one by more than {100 * MASKING_GAP:g} points "
+                    "(gradient masking)", gap > MASKING_GAP,
+                    f"PGD-CE {pct(hot['apparent_robust_accuracy'])} vs AutoAttack {pct(aa_after)} ({points(gap)}); "
+                    f"AutoAttack's masking checks {'fired' if hot['masked'] else 'did not fire'}, exactly-zero CE "
+                    f"gradients on {pct(hot['robustness']['flags']['zero_gradients'])} of the samples",
+                    untrained(hot)),
     ]
     for key, name in (("jsma_logits", "JSMA on the logits"), ("pgd_z_over_t", f"PGD on softmax(Z / {T:g})"),
                       ("cw_l2", "CW-L2"), ("transfer_from_undistilled", "Transfer from the undistilled model")):
@@ -216,7 +269,7 @@ def expectations(baseline: dict, sweep: list[dict], broken: dict) -> list[dict]:
         out.append(expectation(f"{name} brings the attack back near 100 % against the T = {T:g} student",
                                broken[key] >= BROKEN, f"{pct(broken[key])} vs JSMA on the softmax "
                                f"{pct(broken['jsma_softmax'])} on {broken['n']} samples (threshold {pct(BROKEN, 0)})"
-                               + reference))
+                               + reference, pair if key == "transfer_from_undistilled" else untrained(hot)))
     return out
 
 
@@ -226,7 +279,9 @@ def markdown(results: dict) -> str:
 
     def row(label: str, p: dict) -> list[str]:
         return [label, pct(p["test_accuracy"]), pct(p["jsma_softmax_success"]), pct(p["rho_adv"], 2),
-                pct(p["confidence"], 2), pct(p["zero_grad_fraction"])]
+                pct(p["confidence"], 2), pct(p["zero_grad_fraction"]), pct(p.get("robust_accuracy")),
+                pct(p.get("apparent_robust_accuracy")), "yes" if p.get("masked") else "no",
+                "yes" if p.get("trained", True) else "**no** (at chance)"]
 
     rows = [row("undistilled (T = 1, no distillation)", results["undistilled"])]
     rows += [row(f"student, T = {p['T']:g}", p) for p in results["sweep"]]
@@ -239,9 +294,14 @@ def markdown(results: dict) -> str:
     return "\n\n".join([
         "## Temperature sweep (deployed at T = 1)",
         markdown_table(["model", "test accuracy", "JSMA success (softmax)", "rho_adv", "confidence",
-                        "exactly-zero gradients"], rows),
+                        "exactly-zero gradients", "robust (AutoAttack)", "apparent (PGD-CE)", "masked", "trained"],
+                       rows),
         "JSMA: targeted, 9 targets per sample, gamma = 14.5 %, theta = +1. rho_adv: uncapped JSMA on the softmax; "
-        "samples never broken count as 100 %. The gradient-amplitude histograms are in results.json.",
+        "samples never broken count as 100 %. The gradient-amplitude histograms are in results.json. "
+        f"Robust accuracy: {results['robustness_protocol']['label']} ({results['robustness_protocol']['library']}); "
+        "apparent: PGD-CE on the same samples, what a naive evaluation reports; masked: AutoAttack's checks fired "
+        "(exactly-zero gradients, or Square beating the white-box attacks). Trained: clean accuracy more than "
+        f"5 points above chance ({pct(results['chance_accuracy'], 0)}).",
         f"## Break it: attacks on the T = {b['T']:g} student ({b['n']} samples)",
         markdown_table(["attack", "success"], [[name, pct(b[key])] for name, key in attacks]),
         f"PGD: eps {b['pgd_settings']['eps']:g}, {b['pgd_settings']['steps']} steps of {b['pgd_settings']['alpha']:g}. "
