@@ -88,6 +88,7 @@ PROTOCOLS: dict[str, Protocol] = {
                                 "AutoAttack fast (APGD-CE + APGD-T, 3 targets)", "AutoAttack fast", apgd_targets=3),
     "pgd-ce": Protocol("pgd-ce", (), f"PGD-CE ({APPARENT_STEPS} steps; apparent robustness only)", "PGD-CE"),
 }
+_SQUARE_CHECK = "Square Attack has decreased the robust accuracy"   # pyautoattack.checks.check_square_sr
 _ATTACK_LABELS = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "apgd-dlr": "APGD-DLR", "fab-t": "FAB-T", "fab": "FAB",
                   "square": "Square"}
 
@@ -123,9 +124,9 @@ class RobustnessReport:
     @property
     def masked(self) -> bool:
         """AutoAttack's masking checks fired: exactly zero input gradients on some sample, or the
-        black-box Square attack beating the white-box ones (by more than AutoAttack's 0.2 points)."""
+        black-box Square attack beating the white-box ones (AutoAttack's own check: by more than 0.2 points)."""
         f = self.flags
-        return bool(f.get("zero_gradients", 0) > 0 or f.get("square_beats_white_box", 0) > 0.002)
+        return bool(f.get("zero_gradients", 0) > 0 or any(_SQUARE_CHECK in m for m in f.get("messages", [])))
 
     @property
     def masking_gap(self) -> float:
@@ -311,6 +312,10 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
                     per_attack[name] = _frac(robust)
                     report_progress((i + 2) / total_units, f"{name.upper()}: robust accuracy {per_attack[name]:.1%}")
             robust_acc = _frac(robust) if names else apparent
+            if "square" in per_attack:   # AutoAttack's own check, on the accuracies it would have seen
+                from pyautoattack import checks as aa_checks
+
+                aa_checks.check_square_sr({"clean": clean, **per_attack}, logger=aa_logger)
     finally:
         aa_logger.removeHandler(checks)
     white = [v for k, v in per_attack.items() if k != "square"]

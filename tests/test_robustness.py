@@ -161,3 +161,17 @@ def test_record_round_trips_and_old_records_read_as_not_evaluated():
     assert read_record({}) is None and read_record(None) is None
     assert report_summary(None) == "not evaluated"
     assert set(PROTOCOLS) == {"autoattack", "autoattack-fast", "pgd-ce"}
+
+
+def test_masked_follows_autoattacks_own_checks():
+    base = dict(protocol="autoattack", attacks=["apgd-ce", "apgd-t", "fab-t", "square"], clean_accuracy=0.9,
+                robust_accuracy=0.7, apparent_robust_accuracy=0.75, per_attack={}, n=500, eps=0.3, norm="Linf",
+                seed=0, seconds=1.0)
+    # one sample of 500 found by Square only: AutoAttack's check (more than 0.2 points) stays quiet
+    quiet = RobustnessReport(**base, flags={"zero_gradients": 0.0, "square_beats_white_box": 0.002, "messages": []})
+    assert not quiet.masked
+    loud = RobustnessReport(**base, flags={"zero_gradients": 0.0, "square_beats_white_box": 0.01, "messages": [
+        "Square Attack has decreased the robust accuracy of 1.00%. This might indicate that the robustness "
+        "evaluation using AutoAttack is unreliable."]})
+    assert loud.masked
+    assert RobustnessReport(**base, flags={"zero_gradients": 0.002, "messages": []}).masked
