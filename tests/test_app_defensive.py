@@ -137,3 +137,17 @@ def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
     assert any("No mnist-5k model" in w.value for w in at.warning)
+
+
+def test_shipped_sweep_draws_the_truth_beside_the_papers_curve():
+    """METHODS.md section 1a on the page: JSMA success falls with T, AutoAttack's robust accuracy does not rise."""
+    at = _page()
+    assert not at.exception
+    sweep = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t["name"] for t in sweep["data"]]
+    assert "true robust accuracy (AutoAttack)" in names and "apparent robust accuracy (PGD-CE)" in names
+    truth = next(t for t in sweep["data"] if t["name"] == "true robust accuracy (AutoAttack)")
+    apparent = next(t for t in sweep["data"] if t["name"] == "apparent robust accuracy (PGD-CE)")
+    assert max(truth["y"]) <= 5.0                      # the floor at every T
+    assert apparent["y"][-1] >= 50.0 > apparent["y"][0]  # the naive attack's number climbs with T
+    assert any("AutoAttack's robust accuracy stays at the floor" in c.value for c in at.caption)

@@ -46,6 +46,13 @@ def test_filters_change_the_points(runs):
     assert not at.exception, at.exception
     mnist = {m["name"].split("/", 1)[1] for m in list_zoo(dataset="mnist-5k")}
     assert _points(at) == mnist
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    hollow = [t for t in spec["data"] if t.get("legendgroup") == "masking" and t.get("mode") == "markers"]
+    assert {t["text"][0] for t in hollow} >= {"defensive-T100", "teacher-T100"}   # apparent vs true, joined
+    table = _table(at)
+    masked = table[table["name"] == "mnist-5k/defensive-T100"].iloc[0]
+    assert masked["gradient masking"] and not masked["Pareto"]     # the front uses the true numbers only
+    assert masked["apparent, PGD-CE (%)"] - masked["robust, AutoAttack (%)"] > 10
     at.multiselect(key="to_datasets").set_value(["moons"]).run()
     assert _points(at) == {m["name"].split("/", 1)[1] for m in list_zoo(dataset="moons")}
     at.multiselect(key="to_methods").set_value(["kd", "bss"]).run()
