@@ -283,14 +283,14 @@ def cmd_eval(args) -> int:
         print(f"clean test accuracy: {acc:.2%} ({len(test)} samples, {config['dataset']}, {config['model']})")
         return EXIT_OK
     from .attacks import list_attacks
-    from .evaluate import robustness_table
+    from .evaluate import attack_table
 
     unknown = [a for a in attacks if a not in list_attacks()]
     if unknown:
         raise UsageError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(list_attacks())}")
     n = min(args.n, len(test))
     x, y = test.tensors[0][:n].to(device), test.tensors[1][:n].to(device)
-    table = robustness_table(model, (x, y), attacks=attacks, info=info, seed=args.seed)
+    table = attack_table(model, (x, y), attacks=attacks, info=info, seed=args.seed)
     print(f"{'attack':<12} {'accuracy':>9}  settings")
     for row in table:
         settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -2,7 +2,9 @@
 
 The quantities the three papers report (METHODS.md), each one function:
 
-- clean and robust accuracy, W-Robust = (clean + robust) / 2 (Zhao et al., MTARD, ECCV 2022);
+- clean accuracy, accuracy under one named attack and the table of several (for study: the lab's
+  *robust accuracy* is AutoAttack's, ``robustness.evaluate_robustness``), W-Robust =
+  (clean + robust) / 2 (Zhao et al., MTARD, ECCV 2022);
 - JSMA targeted success rate, robustness ``rho_adv``, mean confidence, adversarial gradient
   amplitude (Papernot et al., defensive distillation, IEEE S&P 2016) and the exact-zero
   gradient count that exposes the masking (Carlini & Wagner 2016; AutoAttack's checks);
@@ -13,7 +15,7 @@ module's previous mode is restored afterwards) and takes inputs ``x`` (N, *input
 and labels ``y`` (N,) int64 on any device::
 
     clean = accuracy(model, test_set)
-    rows = robustness_table(model, test_set, ["fgsm", "pgd"], n=500, info=info)
+    rows = attack_table(model, test_set, ["fgsm", "pgd"], n=500, info=info)
     jac = input_jacobian(model, x[:8], wrt="softmax")        # (8, classes, *input)
 """
 
@@ -141,9 +143,12 @@ def _attack_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     return torch.cat(out)
 
 
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, *,
+def accuracy_under_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, *,
                     info: DatasetInfo | None = None, batch_size: int = 256, **kwargs: Any) -> float:
-    """Standard robust accuracy: the fraction of samples classified correctly both clean and attacked.
+    """Accuracy under one attack: the fraction of samples classified correctly both clean and attacked.
+
+    One attack only, so an upper bound on robustness; the lab's robust accuracy is AutoAttack's
+    (:func:`distill_core.robustness.evaluate_robustness`).
 
     ``attack`` is a registry name (``attacks.list_attacks()``, run by ``attacks.run_attack`` with
     the defaults of ``info``'s dataset updated by ``kwargs``) or a callable
@@ -185,16 +190,17 @@ def _jsonable(value: Any) -> Any:
     return getattr(value, "__name__", repr(value))
 
 
-def robustness_table(model: nn.Module, data: Data, attacks: Sequence[str] = ("fgsm", "pgd"), *,
+def attack_table(model: nn.Module, data: Data, attacks: Sequence[str] = ("fgsm", "pgd"), *,
                      n: int | None = None, info: DatasetInfo | None = None,
                      settings: dict[str, dict[str, Any]] | None = None, batch_size: int = 256,
                      seed: int = 0) -> list[dict[str, Any]]:
-    """Clean accuracy and the robust accuracy under each registry attack, as JSON-able rows.
+    """Clean accuracy and the accuracy under each registry attack, as JSON-able rows (single attacks, for
+    study and the papers' tables; not the lab's robust accuracy, which is AutoAttack's).
 
     Evaluates on ``n`` samples drawn from ``data`` with a seeded permutation (all of them when
     ``n`` is None). Each attack runs with ``attacks.attack_defaults(name, info)`` updated by
     ``settings[name]``; the row records the settings it ran with. JSMA (targeted only) is run
-    towards every other class (see :func:`robust_accuracy`). ``seed`` fixes the subset and the
+    towards every other class (see :func:`accuracy_under_attack`). ``seed`` fixes the subset and the
     attacks' random starts (the caller's RNG state is left as it was). ``w_robust`` is MTARD's
     (clean + robust) / 2. Returns one dict per row, the clean row first::
 
@@ -215,7 +221,7 @@ def robustness_table(model: nn.Module, data: Data, attacks: Sequence[str] = ("fg
         for name in attacks:
             start = time.perf_counter()
             overrides = (settings or {}).get(name, {})
-            robust = robust_accuracy(model, x, y, name, info=info, batch_size=batch_size, **overrides)
+            robust = accuracy_under_attack(model, x, y, name, info=info, batch_size=batch_size, **overrides)
             used = {**attack_defaults(name, info), **overrides}
             if get_attack(name).targeted_only and "target" not in overrides:
                 used["target"] = "every other class"

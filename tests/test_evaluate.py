@@ -17,7 +17,9 @@ from distill_core.attacks import fgsm, jsma
 from distill_core.data import load_dataset
 from distill_core.evaluate import (
     accuracy,
+    accuracy_under_attack,
     ang_sim,
+    attack_table,
     boundary_similarity,
     eval_mode,
     gradient_amplitude_stats,
@@ -28,8 +30,6 @@ from distill_core.evaluate import (
     mean_confidence,
     predict,
     rho_adv,
-    robust_accuracy,
-    robustness_table,
     targeted_success_rate,
     w_robust,
 )
@@ -265,16 +265,16 @@ def test_robust_accuracy_counts_misclassified_samples_as_failures(moons_mlp):
     model, x, y, info = moons_mlp
     clean = accuracy(model, (x, y))
     assert clean < 1.0, "moons with noise has a few misclassified test points"
-    assert robust_accuracy(model, x, y, lambda m, xb, yb: xb) == pytest.approx(clean)
+    assert accuracy_under_attack(model, x, y, lambda m, xb, yb: xb) == pytest.approx(clean)
     # An "attack" that moves every sample onto a correctly classified point of its own class: the
     # attacked accuracy is 100 %, but the samples misclassified clean are still failures.
     pred = predict(model, x)
     anchors = {int(c): x[(pred == y) & (y == c)][0] for c in y.unique()}
     healer = lambda m, xb, yb: torch.stack([anchors[int(c)] for c in yb])
-    assert robust_accuracy(model, x, y, healer, batch_size=33) == pytest.approx(clean)
-    assert robust_accuracy(model, x, y, "fgsm", eps=0.0) == pytest.approx(clean)
-    assert robust_accuracy(model, x, y, fgsm, eps=0.0) == pytest.approx(clean)
-    strong = robust_accuracy(model, x, y, "pgd", info=info, eps=0.2, alpha=0.02, steps=20)
+    assert accuracy_under_attack(model, x, y, healer, batch_size=33) == pytest.approx(clean)
+    assert accuracy_under_attack(model, x, y, "fgsm", eps=0.0) == pytest.approx(clean)
+    assert accuracy_under_attack(model, x, y, fgsm, eps=0.0) == pytest.approx(clean)
+    strong = accuracy_under_attack(model, x, y, "pgd", info=info, eps=0.2, alpha=0.02, steps=20)
     assert strong < clean - 0.2
 
 
@@ -282,14 +282,14 @@ def test_robust_accuracy_under_jsma_tries_every_target(digits_cnn):
     model, x, y, info = digits_cnn
     x, y = x[:12], y[:12]
     clean = accuracy(model, (x, y))
-    all_targets = robust_accuracy(model, x, y, "jsma", info=info)
-    one_target = robust_accuracy(model, x, y, "jsma", info=info, target=(y + 1) % 10)
+    all_targets = accuracy_under_attack(model, x, y, "jsma", info=info)
+    one_target = accuracy_under_attack(model, x, y, "jsma", info=info, target=(y + 1) % 10)
     assert 0.0 <= all_targets <= one_target <= clean
 
 
 def test_robustness_table_rows_are_json(digits_cnn):
     model, x, y, info = digits_cnn
-    rows = robustness_table(model, (x, y), ["fgsm", "pgd", "jsma"], n=12, info=info,
+    rows = attack_table(model, (x, y), ["fgsm", "pgd", "jsma"], n=12, info=info,
                             settings={"pgd": {"steps": 5}})
     assert json.loads(json.dumps(rows)) == rows
     assert [r["attack"] for r in rows] == ["clean", "fgsm", "pgd", "jsma"]
@@ -300,7 +300,7 @@ def test_robustness_table_rows_are_json(digits_cnn):
     assert rows[2]["settings"]["steps"] == 5 and rows[2]["settings"]["eps"] == 0.3
     assert rows[3]["settings"]["target"] == "every other class"
     assert rows[2]["w_robust"] == pytest.approx((clean + rows[2]["accuracy"]) / 2)
-    again = robustness_table(model, (x, y), ["pgd"], n=12, info=info, settings={"pgd": {"steps": 5}})
+    again = attack_table(model, (x, y), ["pgd"], n=12, info=info, settings={"pgd": {"steps": 5}})
     assert again[1]["accuracy"] == rows[2]["accuracy"], "seeded subset and random starts"
 
 

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
-from ..evaluate import robustness_table, w_robust
+from ..evaluate import attack_table, w_robust
 from ._common import (
     SPLIT_SEED,
     SPREAD_RULE,
@@ -163,7 +163,7 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
                "cw_linf": {"eps": eps, "alpha": step, "steps": s.eval_steps, "kappa": s.kappa}}
 
     def evaluate(name: str, model: nn.Module) -> dict[str, Any]:
-        table = {r["attack"]: r["accuracy"] for r in robustness_table(
+        table = {r["attack"]: r["accuracy"] for r in attack_table(
             model, (x_eval, y_eval), list(attacks), info=info, settings=attacks, seed=s.seed)}
         aa = robust_accuracy(model, x_eval, y_eval, eps=eps, protocol=s.protocol, n=s.n_autoattack, seed=s.seed,
                              label=name, log=log)
