@@ -25,16 +25,21 @@ with left:
         shown = zoo[0]["dataset"]
         rows = [{**r, "name": r["name"].split("/", 1)[1]} for r in tradeoff_rows(zoo, [])]
         st.plotly_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), key="home_tradeoff")
-        masked = [r["name"] for r in rows if r["gap_shown"]]
+        masked = [r["name"] for r in rows if r["gap_shown"] and r["masked"]]
+        overstated = [r["name"] for r in rows if r["gap_shown"] and not r["masked"]]
         attack = next((r["robust_attack"] for r in rows if r["robust"] is not None), "not evaluated")
         st.caption(f"Robust accuracy: {attack}, the field's standard check. Up and to the right is better; the "
                    "dashed line is the Pareto front (of the true numbers).")
         if masked:
-            st.caption(f"**Gradient masking** ({', '.join(masked)}): the hollow marker is where a naive PGD attack on "
+            st.caption(f"**Gradient masking** ({', '.join(masked)}): the open circle is where a naive PGD attack on "
                        "the cross-entropy puts the model (its *apparent* robustness); the filled one, joined by the "
                        "dotted line, is where AutoAttack puts it. A saturated softmax hides the gradient from the "
-                       "naive attack; it does not make the model robust - the Defensive distillation page breaks "
-                       "them.")
+                       "naive attack (AutoAttack's zero-gradient check fires); it does not make the model robust - the "
+                       "Defensive distillation page breaks them.")
+        if overstated:
+            st.caption(f"**Overstated by a weaker attack** ({', '.join(overstated)}): the open diamonds are PGD-CE's "
+                       "numbers, more than 10 points above AutoAttack's although no masking check fired. A single "
+                       "attack is an upper bound on robustness; report the ensemble's.")
     else:
         st.info("The model zoo is empty. Build it once with `python -m distill_core zoo build` "
                 "(a few minutes on a CPU), or train your own models on the Train page.")

@@ -29,25 +29,30 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
 
     Accuracies are fractions in [0, 1]; axes show percent; ``robust`` is the true (AutoAttack)
     robust accuracy. A row may carry ``source``: points from ``"runs"`` are drawn as diamonds,
-    the others (the zoo) as circles. A row with ``gap_shown`` true and an ``apparent`` (PGD-CE)
-    robust accuracy also gets a hollow marker at the apparent position and a dotted line down to
-    the true one, labelled "gradient masking" (the Carlini & Wagner lesson). The Pareto front
-    uses the true numbers only. Rows without a robust accuracy are left out.
+    the others (the zoo) as circles. A row with ``gap_shown`` true (apparent above true by more
+    than 10 points) and an ``apparent`` (PGD-CE) robust accuracy also gets a hollow marker at the
+    apparent position and a line down to the true one: a dotted line and an open circle labelled
+    "gradient masking" when the row is ``masked`` (AutoAttack's checks fired: the Carlini & Wagner
+    lesson), a dashed line and an open diamond labelled as a weaker attack's overstatement when
+    not. The Pareto front uses the true numbers only. Rows without a robust accuracy are left out.
     """
     fig = go.Figure()
     rows = [r for r in rows if r.get("clean") is not None and r.get("robust") is not None]
     gaps = [r for r in rows if r.get("gap_shown") and r.get("apparent") is not None]
-    for i, r in enumerate(gaps):
-        x, y0, y1 = 100 * r["clean"], 100 * r["apparent"], 100 * r["robust"]
-        fig.add_trace(go.Scatter(
-            x=[x, x], y=[y0, y1], mode="lines", line=dict(color="#888", dash="dot", width=1.5),
-            name="gradient masking", legendgroup="masking", showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(
-            x=[x], y=[y0], mode="markers", name="apparent (PGD-CE): gradient masking", legendgroup="masking",
-            showlegend=i == 0, text=[r["name"]],
-            marker=dict(size=12, symbol="circle-open", color=method_color(r["method"]), line=dict(width=2)),
-            hovertemplate="%{text}: apparent robustness under PGD-CE %{y:.1f} %<br>true (AutoAttack) "
-                          f"{y1:.1f} %<br>gradient masking<extra></extra>"))
+    for kind, label, dash in (("masking", "PGD-CE: masked", "dot"), ("overstated", "PGD-CE: overstated", "dash")):
+        group = [r for r in gaps if bool(r.get("masked")) == (kind == "masking")]
+        for i, r in enumerate(group):
+            x, y0, y1 = 100 * r["clean"], 100 * r["apparent"], 100 * r["robust"]
+            fig.add_trace(go.Scatter(
+                x=[x, x], y=[y0, y1], mode="lines", line=dict(color="#888", dash=dash, width=1.5),
+                name=label, legendgroup=kind, showlegend=False, hoverinfo="skip"))
+            fig.add_trace(go.Scatter(
+                x=[x], y=[y0], mode="markers", name=label, legendgroup=kind, showlegend=i == 0, text=[r["name"]],
+                marker=dict(size=11, symbol="circle-open" if kind == "masking" else "diamond-open",
+                            color=method_color(r["method"]), line=dict(width=2)),
+                hovertemplate="%{text}: apparent robustness under PGD-CE %{y:.1f} %<br>true (AutoAttack) "
+                              f"{y1:.1f} %<br>" + ("gradient masking" if kind == "masking" else
+                                                  "a single attack overstating robustness") + "<extra></extra>"))
     for method in sorted({r["method"] for r in rows}):
         pts = [r for r in rows if r["method"] == method]
         fig.add_trace(go.Scatter(
