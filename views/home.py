@@ -33,9 +33,10 @@ with left:
         if masked:
             st.caption(f"**Gradient masking** ({', '.join(masked)}): the open circle is where a naive PGD attack on "
                        "the cross-entropy puts the model (its *apparent* robustness); the filled one, joined by the "
-                       "dotted line, is where AutoAttack puts it. A saturated softmax hides the gradient from the "
-                       "naive attack (AutoAttack's zero-gradient check fires); it does not make the model robust - the "
-                       "Defensive distillation page breaks them.")
+                       "dotted line, is where AutoAttack puts it. AutoAttack's masking checks fired: exactly-zero "
+                       "gradients (a saturated softmax: the defensive models) or its black-box Square attack beating "
+                       "the gradient-based ones. Hiding the gradient does not make a model robust - the Defensive "
+                       "distillation page breaks the defensive models.")
         if overstated:
             st.caption(f"**Overstated by a weaker attack** ({', '.join(overstated)}): the open diamonds are PGD-CE's "
                        "numbers, more than 10 points above AutoAttack's although no masking check fired. A single "
