@@ -1,6 +1,7 @@
 """The model zoo: small pretrained checkpoints shipped in ``assets/zoo`` so every page works at once.
 
-    python -m distill_core zoo build     # retrain all of them, seeded (CPU, a few minutes)
+    python -m distill_core zoo build     # retrain and re-measure all of them, seeded (one CPU thread: about an hour,
+                                         # most of it AutoAttack on the robust models)
     python -m distill_core zoo list      # what is there, with test and robust accuracy
 
 ``assets/zoo/manifest.json`` records for every model its recipe (dataset, architecture,

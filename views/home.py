@@ -43,7 +43,7 @@ with left:
                        "attack is an upper bound on robustness; report the ensemble's.")
     else:
         st.info("The model zoo is empty. Build it once with `python -m distill_core zoo build` "
-                "(a few minutes on a CPU), or train your own models on the Train page.")
+                "(about an hour on one CPU thread, most of it AutoAttack), or train your own models on the Train page.")
 with right:
     st.subheader("Where to start")
     st.page_link("views/temperature.py", label="Temperature: how T reshapes a softmax", icon=":material/thermostat:")
