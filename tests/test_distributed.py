@@ -3,6 +3,7 @@ adversarial methods (attacks through the DDP-wrapped student) neither hang nor f
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +25,26 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300   # a deadlocked collective would otherwise hang the suite
 
 
+GLOO_ABORT = "terminate called without an active exception"
+
+
 def torchrun(*args, nproc=2):
+    """``torchrun ... -m distill_core train ARGS``; one retry when a rank aborts in gloo's C++ runtime.
+
+    On a loaded 2-core machine a rank sometimes dies with SIGABRT and "terminate called without an
+    active exception" before training starts (seen about 1 run in 6, on this commit and on f2bddc9
+    alike, 2026-11-30); the retry starts afresh in an empty runs folder, so a real failure still fails.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "distill_core", "train", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    if res.returncode != 0 and GLOO_ABORT in res.stderr:
+        runs = Path(args[args.index("--runs-dir") + 1]) if "--runs-dir" in args else None
+        if runs is not None and runs.is_dir():
+            shutil.rmtree(runs)
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    return res
 
 
 # ---------------------------------------------------------------- in-process pieces
