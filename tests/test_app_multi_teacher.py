@@ -65,7 +65,8 @@ def test_renders_with_the_zoo_defaults_and_the_comparison(app):
     assert app.selectbox(key="mt_student_image").value == "small-cnn"
     assert app.number_input(key="mt_lr_tau").value == 0.001 and app.number_input(key="mt_r_w").value == 0.025
     assert app.toggle(key="mt_ebb").value and app.toggle(key="mt_nlb").value
-    assert len(app.latex) >= 4          # the loss, EBB (2) and NLB
+    assert len(app.latex) >= 8          # the loss, EBB (4) and NLB (3, one rule per line so none is cut off)
+    assert any("beta (= 1, the paper's)" in c.value for c in app.caption)
     methods = set(app.dataframe[0].value["method"])
     assert {"kd", "ard", "rslad"} & methods
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)

@@ -315,8 +315,10 @@ with c_nlb:
                 "first batch. The term that has fallen *less* relative to its start is the one the student is "
                 "learning more slowly, and it gets more weight; r_w sets how fast the weights follow "
                 f"({PAPER}).")
-    st.latex(r"\tilde{\mathcal{L}}_i = \frac{\mathcal{L}_i(t)}{\mathcal{L}_i(0)},\qquad r_i = "
-             r"\frac{\tilde{\mathcal{L}}_i^{\,\beta}}{\sum_j \tilde{\mathcal{L}}_j^{\,\beta}},\qquad "
-             r"w_i \leftarrow w_i - r_w\,(w_i - r_i)")
-    st.caption("i in {nat, adv}; w clipped at 0 and renormalised to sum 1. Both rates shrink x0.1 at each "
+    # One rule per line: a single long formula is cut off in a column this narrow.
+    st.latex(r"\tilde{\mathcal{L}}_i = \frac{\mathcal{L}_i(t)}{\mathcal{L}_i(0)}")
+    st.latex(r"r_i = \frac{\tilde{\mathcal{L}}_i^{\,\beta}}{\sum_j \tilde{\mathcal{L}}_j^{\,\beta}}")
+    st.latex(r"w_i \leftarrow w_i - r_w\,(w_i - r_i)")
+    st.caption(f"i in {{nat, adv}}; L_i(0) is term i on the first batch; beta (= {CFG.beta:g}, the paper's) sharpens "
+               "the target weights r_i; w is clipped at 0 and renormalised to sum 1. Both rates shrink x0.1 at each "
                "learning-rate decay.")
