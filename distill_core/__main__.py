@@ -382,18 +382,19 @@ def cmd_zoo(args) -> int:
         bars: dict = {}
 
         def on_event(name, event):
-            if event == "measuring":
-                print(f"{name}: measuring robustness (AutoAttack, n = {zoo.ROBUST_N})", file=sys.stderr)
-            elif event.kind == "start":
+            if event.kind == "start":
                 bars[name] = tqdm(total=event.data["total_steps"], desc=name, unit="step", file=sys.stderr)
             elif event.kind == "step":
                 bars[name].update(1)
             elif event.kind in ("done", "stopped", "diverged", "error"):
                 bars[name].close()
 
+        def on_measure(name, fraction, message):   # robustness.evaluate_robustness's progress, per zoo model
+            print(f"{name}: robustness {fraction:4.0%} {message}", file=sys.stderr)
+
         only = [n.strip() for n in args.only.split(",") if n.strip()]
         try:
-            manifest = zoo.build_zoo(zoo_dir, only or None, on_event)
+            manifest = zoo.build_zoo(zoo_dir, only or None, on_event, on_measure)
         except ValueError as e:
             raise UsageError(str(e)) from None
         print(f"built {len(only) or len(manifest['models'])} model(s) into {zoo_dir or zoo.ZOO_DIR}")
@@ -424,7 +425,7 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import ReproductionError, check_options, run_reproduction
+    from .reproduce import ReproductionError, check_options, expectation_status, run_reproduction
 
     try:
         out = check_options(args.experiment, args.quick, args.out, args.train_teachers)
@@ -437,8 +438,7 @@ def cmd_reproduce(args) -> int:
         raise UsageError(str(e)) from None
     print(f"{args.experiment}: {results['seconds']:.1f} s, wrote {out / 'results.json'} and {out / 'results.md'}")
     for e in results["expectations"]:
-        status = e.get("status") or ("shown" if e["shown"] else "not shown")
-        print(f"  [{status}] {e['claim']}: {e['detail']}")
+        print(f"  [{expectation_status(e)}] {e['claim']}: {e['detail']}")
     return EXIT_OK
 
 

@@ -191,7 +191,8 @@ class _Checks(logging.Handler):
 
 
 def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, protocol: str,
-              n: int | None) -> int:
+              n: int | None) -> tuple[int, int]:
+    """``(n, classes)`` after checking every argument (the ValueErrors of :func:`evaluate_robustness`)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from: {', '.join(PROTOCOLS)}")
     if norm not in NORMS:
@@ -217,7 +218,7 @@ def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, no
     if int(y.min()) < 0 or int(y.max()) >= classes:
         raise ValueError(f"labels must be in 0..{classes - 1} (the model has {classes} classes), "
                          f"got {int(y.min())}..{int(y.max())}")
-    return n
+    return n, classes
 
 
 def _frac(mask: torch.Tensor) -> float:
@@ -278,7 +279,7 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
             inputs outside [0, 1], or a model whose output is not (N, classes). A model with
             exactly zero gradients is not an error: its report carries the masking flags.
     """
-    n = _validate(model, x, y, eps, norm, protocol, n)
+    n, classes = _validate(model, x, y, eps, norm, protocol, n)
     proto = PROTOCOLS[protocol]
     dev = model_device(model)
     x, y = x[:n].detach().to(dev).float(), y[:n].detach().to(dev).long()
@@ -290,7 +291,6 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     try:
         with eval_mode(model), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             correct = predict(model, x, batch_size) == y
-            classes = model(x[:1]).shape[1]
             clean = _frac(correct)
             zero_share = _zero_gradient_share(model, x, y, batch_size)
             names = _attack_names(proto, classes, image=x.dim() == 4)

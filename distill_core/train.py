@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data.dataloader import default_collate
 
 from . import distributed
+from .data import DatasetInfo
 from .device import bf16_supported, choose_device
 from .methods import Controls, Method, TrainState
 
@@ -470,14 +471,6 @@ class Trainer:
         correct, total = distributed.all_reduce_sum([correct, hi - lo], self.device)
         return correct / max(total, 1)
 
-    def _chance_level(self) -> float:
-        """1 / classes: the accuracy of a constant guess (balanced test sets)."""
-        info = self.method.info
-        if info is not None:
-            return 1.0 / info.num_classes
-        y = self.test_data.tensors[1] if isinstance(self.test_data, TensorDataset) else None
-        return 1.0 / int(y.max() + 1) if y is not None and len(y) else 0.0
-
     def _event(self, kind: str, state: TrainState, **data) -> Event:
         return Event(kind, state.epoch, state.step, data)
 
@@ -498,8 +491,8 @@ class Trainer:
                    "seconds": round(seconds, 3), "test_accuracy": acc,
                    "final_loss": last_loss if math.isfinite(last_loss) else None,
                    "device": str(self.device)}
-        if acc is not None and status in ("done", "stopped"):
-            chance = self._chance_level()
+        if acc is not None and status in ("done", "stopped") and self.method.info is not None:
+            chance = chance_accuracy(self.method.info)
             summary["chance_accuracy"] = chance
             summary["learned"] = not did_not_learn(acc, chance)
             if not summary["learned"]:
@@ -514,6 +507,11 @@ class Trainer:
 
 
 CHANCE_MARGIN = 0.05   # within 5 points of chance: the run did not learn
+
+
+def chance_accuracy(info: DatasetInfo) -> float:
+    """The accuracy of a constant guess: 1 / classes (the lab's data sets have balanced classes)."""
+    return 1.0 / info.num_classes
 
 
 def did_not_learn(accuracy: float | None, chance: float) -> bool:

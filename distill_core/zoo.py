@@ -183,8 +183,13 @@ def measure(model: nn.Module, dataset: str, seed: int = 0, protocol: str = ROBUS
 
 
 def build_zoo(zoo_dir: Path | None = None, only: list[str] | None = None,
-              on_event: Callable[[str, Any], None] | None = None) -> dict:
-    """Train every recipe (or ``only`` these and what they need), seeded, and write the manifest."""
+              on_event: Callable[[str, Any], None] | None = None,
+              on_measure: Callable[[str, float, str], None] | None = None) -> dict:
+    """Train every recipe (or ``only`` these and what they need), seeded, measure it, and write the manifest.
+
+    ``on_event(name, event)`` gets each model's Trainer events; ``on_measure(name, fraction, message)``
+    the progress of its robustness measurement (:func:`measure`).
+    """
     from .jobs import TrainSpec, prepare_training
 
     zoo_dir = Path(zoo_dir or ZOO_DIR)
@@ -221,9 +226,8 @@ def build_zoo(zoo_dir: Path | None = None, only: list[str] | None = None,
             shutil.move(tmp_file, zoo_dir / file)
         built[name] = model
         train_seconds = round(time.perf_counter() - t0, 1)
-        if on_event is not None:
-            on_event(name, "measuring")
-        metrics, record = measure(model, r.dataset)
+        progress = None if on_measure is None else (lambda f, msg, name=name: on_measure(name, f, msg))
+        metrics, record = measure(model, r.dataset, progress=progress)
         _, info = load_dataset(r.dataset, "test")
         existing[name] = {"name": name, "file": file, "sha256": sha256(zoo_dir / file),
                           "bytes": (zoo_dir / file).stat().st_size, "dataset": r.dataset, "model": r.model,

@@ -25,6 +25,7 @@ from distill_core.plots.defensive import (
     sweep_figure,
     training_figure,
 )
+from distill_core.reproduce import expectation_status
 from distill_core.runs import RunError
 from distill_core.zoo import list_zoo
 from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
@@ -208,7 +209,7 @@ if results is not None:
                "the softmax has nothing left to follow, so its success collapses while accuracy barely moves.")
     if results.get("expectations"):
         with st.expander("Did the papers' effects show in this run?"):
-            st.dataframe(pd.DataFrame([{"shown": e.get("status") or ("shown" if e["shown"] else "not shown"),
+            st.dataframe(pd.DataFrame([{"shown": expectation_status(e),
                                         "claim": e["claim"], "numbers": e["detail"]}
                                        for e in results["expectations"]]),
                          hide_index=True, key="dd_expectations")

@@ -178,7 +178,7 @@ class Method:
         c = self.config
         eps = self.scheduled_eps(state)
         final = self.default_eps(c.eps)
-        alpha = (c.alpha * eps / final if c.alpha and final > 0 else c.alpha) or 2.5 * eps / c.steps
+        alpha = c.alpha * eps / final if c.alpha and final > 0 else 2.5 * eps / c.steps
         self.last_eps = eps
         with eval_mode(self.model):
             return pgd(self.model, x, y, eps=eps, alpha=alpha, steps=c.steps, **kwargs)

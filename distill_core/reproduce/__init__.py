@@ -37,10 +37,10 @@ from typing import Any
 import torch
 
 from ..runs import atomic_write_bytes, atomic_write_json
-from ._common import Log, ReproductionError, jsonable
+from ._common import Log, ReproductionError, expectation_status, jsonable
 
-__all__ = ["EXPERIMENTS", "ReproductionError", "check_options", "cli_command", "default_out", "run_reproduction",
-           "stderr_log"]
+__all__ = ["EXPERIMENTS", "ReproductionError", "check_options", "cli_command", "default_out", "expectation_status",
+           "run_reproduction", "stderr_log"]
 
 EXPERIMENTS = ("papernot", "bss", "mtard")
 TITLES = {"papernot": "Defensive distillation (Papernot et al., IEEE S&P 2016) and its breaking (Carlini & Wagner)",

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..data import DatasetInfo
 from ..methods import build_method
 from ..models import build_model
-from ..train import FINAL_KINDS, TrainConfig, Trainer, did_not_learn
+from ..train import FINAL_KINDS, TrainConfig, Trainer, chance_accuracy, did_not_learn  # noqa: F401 (re-exported)
 
 Log = Callable[[str], None]
 SPLIT_SEED = 0     # the mnist-5k / digits train-test split of the zoo: its teachers never saw the test split
@@ -87,11 +87,6 @@ STATES = (SHOWN, NOT_SHOWN, DID_NOT_TRAIN)
 SPREAD_RULE = ("a difference counts as shown only when the difference of the means exceeds the sum of the two "
                "standard deviations over seeds (sample std, ddof 1): the mean ± std intervals do not overlap; with a "
                "single seed there is no spread to compare against and nothing is shown")
-
-
-def chance_accuracy(info: DatasetInfo) -> float:
-    """The accuracy of a constant guess: 1 / classes (the classes of the lab's data sets are balanced)."""
-    return 1.0 / info.num_classes
 
 
 def trained(accuracy: float, chance: float) -> bool:
