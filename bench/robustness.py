@@ -28,20 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from distill_core.attacks import attack_defaults, run_attack  # noqa: E402
+from distill_core.attacks import attack_defaults  # noqa: E402
 from distill_core.data import load_dataset  # noqa: E402
-from distill_core.evaluate import predict  # noqa: E402
+from distill_core.evaluate import accuracy_under_attack  # noqa: E402
 from distill_core.robustness import PROTOCOLS, evaluate_robustness  # noqa: E402
 from distill_core.zoo import list_zoo, load_zoo_model  # noqa: E402
 
 
 def pgd40(model, x, y, info, seed: int) -> tuple[float, float]:
-    """The lab's PGD with its registry defaults: (robust accuracy, seconds)."""
+    """The peer: accuracy under the lab's PGD with its registry defaults, and its seconds."""
     start = time.perf_counter()
     torch.manual_seed(seed)
-    x_adv = torch.cat([run_attack("pgd", model, xb, yb, info=info) for xb, yb in zip(x.split(500), y.split(500))])
-    robust = (predict(model, x) == y) & (predict(model, x_adv) == y)
-    return int(robust.sum()) / len(y), time.perf_counter() - start
+    acc = accuracy_under_attack(model, x, y, "pgd", info=info, batch_size=500)
+    return acc, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -183,7 +184,7 @@ if results is not None:
     st.caption(f"{kind.capitalize()}: `{results.get('command', '')}`, {results.get('seconds', 0):.0f} s. "
                "Students deployed at T = 1; the diamond is the undistilled model.")
     g1, g2 = st.columns(2)
-    has_truth = any(r.get("robust_accuracy") == r.get("robust_accuracy") for r in rows)   # not all nan
+    has_truth = any(not math.isnan(r["robust_accuracy"]) for r in rows)   # sweeps before AutoAttack have none
     g1.plotly_chart(sweep_figure(rows, highlight_T=float(T), baseline=base,
                                  title="JSMA on the softmax vs T" + (", and the truth" if has_truth else "")),
                     key="dd_sweep_fig")
