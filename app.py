@@ -1,38 +1,29 @@
-"""Robust Distillation Lab: the Streamlit entry point (router, shared sidebar, home page).
+"""Robust Distillation Lab: the Streamlit entry point (router and shared sidebar).
 
     streamlit run app.py
+
+The router runs from :func:`run`, not on import (as Streamlit's own hello app does), so tests
+can import this module; the page list is :data:`ui.navigation.PAGES`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parent
-
-PAGES = [
-    # (file, title, icon, url)
-    ("views/home.py", "Home", ":material/home:", "home"),
-    ("views/temperature.py", "Temperature", ":material/thermostat:", "temperature"),
-    ("views/train.py", "Train", ":material/model_training:", "train"),
-    ("views/defensive.py", "Defensive distillation", ":material/shield:", "defensive"),
-    ("views/boundary.py", "Boundary samples", ":material/timeline:", "boundary"),
-    ("views/multi_teacher.py", "Multi-teacher", ":material/groups:", "multi-teacher"),
-    ("views/attack_lab.py", "Attack lab", ":material/bolt:", "attack-lab"),
-    ("views/sensitivity.py", "Sensitivity", ":material/blur_on:", "sensitivity"),
-    ("views/tradeoff.py", "Trade-off", ":material/scatter_plot:", "trade-off"),
-]
+from ui.navigation import PAGES
 
 
-def main() -> None:
+def run() -> None:
+    """Set up the page, register every page with ``st.navigation``, draw the sidebar, run the chosen page."""
     st.set_page_config(page_title="Robust Distillation Lab", page_icon=":material/science:", layout="wide")
     from ui.common import sidebar
 
-    pages = [st.Page(f, title=t, icon=i, url_path=u, default=(u == "home")) for f, t, i, u in PAGES]
+    pages = [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=(p.url_path == "home"))
+             for p in PAGES]
     nav = st.navigation(pages)
     sidebar()
     nav.run()
 
 
-main()
+if __name__ == "__main__":
+    run()

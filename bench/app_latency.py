@@ -27,37 +27,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import numpy as np  # noqa: E402
-import plotly.io as pio  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import plotly.io as pio
+import torch
 
-from distill_core.data import load_dataset  # noqa: E402
-from distill_core.evaluate import input_jacobian, logits_of  # noqa: E402
-from distill_core.image_attack import attack_one_image  # noqa: E402
-from distill_core.plots.attacks import (  # noqa: E402
-    attack_images_figure,
-    probability_bars_figure,
-    saliency_pair_figure,
-    trajectory_figure,
-    transfer_figure,
-)
-from distill_core.plots.data import image_grid_figure  # noqa: E402
-from distill_core.plots.temperature import (  # noqa: E402
-    ebb_entropy_figure,
-    ebb_simulation_figure,
-    entropy_figure,
-    jacobian_scale_figure,
-    softmax_bars_figure,
-)
-from distill_core.temperature import softmax_t  # noqa: E402
-from distill_core.temperature_curves import (  # noqa: E402
+from distill_core._torch import logits_of
+from distill_core.data import load_dataset
+from distill_core.evaluate import input_jacobian
+from distill_core.lab.attack_lab import attack_one_image
+from distill_core.lab.temperature import (
     ebb_simulation,
     entropy_curve,
     softmax_jacobian_norms,
     temperature_grid,
     temperatures_for_entropies,
 )
-from distill_core.zoo import list_zoo, load_zoo_model  # noqa: E402
+from distill_core.losses import softmax_t
+from distill_core.plots.attacks import (
+    attack_images_figure,
+    probability_bars_figure,
+    saliency_pair_figure,
+    trajectory_figure,
+    transfer_figure,
+)
+from distill_core.plots.data import image_grid_figure
+from distill_core.plots.temperature import (
+    ebb_entropy_figure,
+    ebb_simulation_figure,
+    entropy_figure,
+    jacobian_scale_figure,
+    softmax_bars_figure,
+)
+from distill_core.zoo import list_zoo, load_zoo_model
 
 GOALS_MS = {"temperature": 300.0, "attack": 500.0, "page": 2000.0}
 

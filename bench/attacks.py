@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import torchattacks  # noqa: E402
+import torchattacks
 
-from distill_core.attacks import cw_l2, deepfool, jsma, pgd  # noqa: E402
-from distill_core.data import load_dataset  # noqa: E402
-from distill_core.models import build_model  # noqa: E402
+from distill_core.attacks import cw_l2, deepfool, jsma, pgd
+from distill_core.data import load_dataset
+from distill_core.models import build_model
 
 CHECKPOINT = ROOT / "artifacts" / "bench" / "papernot-cnn_mnist-5k.pt"
 GOALS = {"PGD-Linf": 1.0, "JSMA": 20.0, "DeepFool": 10.0}

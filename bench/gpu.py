@@ -33,13 +33,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from distill_core.attacks import pgd  # noqa: E402
-from distill_core.data import DatasetInfo  # noqa: E402
-from distill_core.device import choose_device  # noqa: E402
-from distill_core.methods import TrainState, build_method  # noqa: E402
-from distill_core.models import build_model  # noqa: E402
-from distill_core.presets import get_preset, list_presets  # noqa: E402
-from distill_core.train import TrainConfig, Trainer  # noqa: E402
+from distill_core.attacks import pgd
+from distill_core.data import DatasetInfo
+from distill_core.device import choose_device
+from distill_core.methods import TrainState, build_method
+from distill_core.models import build_model
+from distill_core.presets import get_preset, list_presets
+from distill_core.train import TrainConfig, Trainer
 
 # Dense bf16 tensor-core peak, TFLOP/s, from NVIDIA's data sheets; the first name found in the device name wins.
 PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0,

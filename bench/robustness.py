@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from distill_core.attacks import attack_defaults  # noqa: E402
-from distill_core.data import load_dataset  # noqa: E402
-from distill_core.evaluate import accuracy_under_attack  # noqa: E402
-from distill_core.robustness import PROTOCOLS, evaluate_robustness  # noqa: E402
-from distill_core.zoo import list_zoo, load_zoo_model  # noqa: E402
+from distill_core.attacks import attack_defaults
+from distill_core.data import load_dataset
+from distill_core.evaluate import accuracy_under_attack
+from distill_core.robustness import PROTOCOLS, evaluate_robustness
+from distill_core.zoo import list_zoo, load_zoo_model
 
 
 def pgd40(model, x, y, info, seed: int) -> tuple[float, float]:

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from distill_core.data import load_dataset  # noqa: E402
-from distill_core.methods import build_method  # noqa: E402
-from distill_core.models import build_model  # noqa: E402
-from distill_core.train import TrainConfig, Trainer, seed_everything  # noqa: E402
+from distill_core.data import load_dataset
+from distill_core.methods import build_method
+from distill_core.models import build_model
+from distill_core.train import TrainConfig, Trainer, seed_everything
 
 
 def plain_loop(model, x_all, y_all, epochs, batch_size, lr, seed):

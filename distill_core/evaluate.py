@@ -23,75 +23,26 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
+from ._torch import Data, as_tensors, eval_mode, logits_of, model_device, predict
 from .attacks import attack_defaults, craft_bss, get_attack, run_attack, sample_bss_targets
 from .data import DatasetInfo
-from .temperature import softmax_t
+from .losses import softmax_t
 
-Data = TensorDataset | tuple[torch.Tensor, torch.Tensor] | list[torch.Tensor]
 Attack = str | Callable[..., torch.Tensor]
 
 
 # ---------------------------------------------------------------- plumbing
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every module of ``model`` in eval mode; restore each module's own mode on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); the cpu for a model without either."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
-def as_tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` from a ``TensorDataset(x, y)`` or an ``(x, y)`` pair."""
-    if isinstance(data, TensorDataset):
-        x, y = data.tensors[:2]
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-    else:
-        raise TypeError(f"expected a TensorDataset or an (x, y) pair, got {type(data).__name__}")
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-    return x, y
-
-
 # ---------------------------------------------------------------- predictions and accuracy
-
-
-def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """The model's logits (N, classes) for ``x`` (N, *input), in batches, without gradients, on ``x``'s device."""
-    dev = model_device(model)
-    with eval_mode(model), torch.no_grad():
-        out = [model(xb.to(dev)).to(x.device) for xb in x.split(batch_size)]
-    return torch.cat(out) if out else torch.empty(0, 0, device=x.device)
-
-
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Predicted classes (N,) int64 for ``x`` (N, *input), on ``x``'s device."""
-    return logits_of(model, x, batch_size).argmax(dim=1)
 
 
 def accuracy(model: nn.Module, data: Data, batch_size: int = 512) -> float:
@@ -294,6 +245,20 @@ def log10_histogram(values: np.ndarray | torch.Tensor | Sequence[float], bins: i
     zero = v == 0
     counts, edges = np.histogram(np.log10(v[~zero]), bins=bins, range=range)
     return {"edges": edges, "counts": counts, "n_zero": int(zero.sum()), "n": int(v.size)}
+
+
+def log10_histograms(amplitudes: dict[str, np.ndarray | torch.Tensor], bins: int = 40) -> dict[str, dict]:
+    """:func:`log10_histogram` of each model's amplitudes on one shared range (the positive values' span).
+
+    ``amplitudes``: name -> (N,) non-negative values (``gradient_amplitude_stats(...)["amplitude"]``).
+    Returns name -> that function's dict, so several models can be drawn on the same bins.
+    """
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in amplitudes.items()}
+    positive = [np.log10(a[a > 0]) for a in arrays.values() if (a > 0).any()]
+    lo, hi = (float(min(p.min() for p in positive)), float(max(p.max() for p in positive))) if positive else (-1., 0.)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    return {k: log10_histogram(a, bins=bins, range=(lo, hi)) for k, a in arrays.items()}
 
 
 # ---------------------------------------------------------------- targeted attacks (Papernot et al. 2016)

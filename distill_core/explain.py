@@ -19,7 +19,7 @@ import torch
 from captum.attr import IntegratedGradients, Saliency
 from torch import nn
 
-from .evaluate import eval_mode, logits_of, model_device, predict
+from ._torch import eval_mode, logits_of, model_device, predict
 
 Target = int | torch.Tensor | None
 

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from .data import DatasetInfo
-from .jobs import resolve_model
 from .models import build_model, list_models
+from .spec import resolve_model
 
 CIFAR_EPS, CIFAR_ALPHA = 8 / 255, 2 / 255
 NO_WARMUP = 0.0   # the papers' CIFAR recipes train at the full eps from the first step (no eps warm-up)

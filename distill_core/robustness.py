@@ -58,8 +58,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._torch import eval_mode, model_device, predict
 from .attacks import pgd
-from .evaluate import eval_mode, model_device, predict
 
 RECORD_KEY = "robustness"
 NORMS = ("Linf", "L2")

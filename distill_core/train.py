@@ -27,7 +27,7 @@ import math
 import random
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -538,3 +538,25 @@ def _to_float(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return float(v.detach()) if v.numel() == 1 else v.detach().cpu().tolist()
     return v
+
+
+def run_to_end(trainer: Trainer, on_event: Callable[[Event], None] | None = None,
+               require_done: str | None = None) -> Event:
+    """Drive ``trainer.run()`` to its end, passing each event to ``on_event``; return the final event.
+
+    The one loop every caller uses (CLI, app worker, zoo build, reproductions, the papers'
+    pipelines). The final event's ``kind`` is one of :data:`FINAL_KINDS`. With ``require_done``
+    (a label for the message), any ending other than ``done`` raises ``RuntimeError`` naming it
+    and its reason.
+    """
+    final: Event | None = None
+    for event in trainer.run():
+        if on_event is not None:
+            on_event(event)
+        if event.kind in FINAL_KINDS:
+            final = event
+    if final is None:  # run() always ends with a final event; this guards a broken generator
+        raise RuntimeError("the Trainer ended without a final event")
+    if require_done is not None and final.kind != "done":
+        raise RuntimeError(f"{require_done}: training ended as {final.kind}: {final.data.get('reason', '')}")
+    return final

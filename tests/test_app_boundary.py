@@ -13,7 +13,7 @@ from distill_core.data import load_dataset
 from distill_core.zoo import list_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "boundary.py")
+PAGE = str(ROOT / "pages" / "boundary_page.py")
 NEEDED = {"moons/teacher", "moons/kd", "moons/bss", "mnist-5k/standard"}
 pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in list_zoo()},
                                 reason="the zoo is not built (python -m distill_core zoo build)")
@@ -84,7 +84,7 @@ def test_image_slider_changes_the_image_and_its_nine_bss():
 
 def test_page_runs_under_the_router():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("views/boundary.py").run()
+    at.switch_page("pages/boundary_page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Boundary-supporting samples (BSS)"
 

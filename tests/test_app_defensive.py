@@ -8,11 +8,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core import zoo
-from distill_core.experiments import ReproductionRun
 from distill_core.zoo import list_zoo
+from ui.jobs import ReproductionRun
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "defensive.py")
+PAGE = str(ROOT / "pages" / "defensive_page.py")
 NEEDED = {"mnist-5k/defensive-T100", "mnist-5k/standard"}
 pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in list_zoo()},
                                 reason="the zoo is not built (python -m distill_core zoo build)")
@@ -126,7 +126,7 @@ def test_training_teacher_and_student_on_moons_saves_two_runs(tmp_path):
 
 def test_page_runs_under_the_router():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("views/defensive.py").run()
+    at.switch_page("pages/defensive_page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Defensive distillation, and how it is broken"
 

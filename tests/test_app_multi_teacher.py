@@ -11,7 +11,7 @@ from distill_core.runs import read_run
 from distill_core.zoo import list_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "multi_teacher.py")
+PAGE = str(ROOT / "pages" / "multi_teacher_page.py")
 TIMEOUT = 120
 ZOO = {m["name"] for m in list_zoo()}
 needs_zoo = pytest.mark.skipif(not {"moons/teacher", "mnist-5k/standard", "mnist-5k/trades"} <= ZOO,

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from distill_core import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "sensitivity.py")
+PAGE = str(ROOT / "pages" / "sensitivity_page.py")
 NEEDED = {"mnist-5k/standard", "mnist-5k/defensive-T100"}
 pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in zoo.list_zoo()},
                                 reason="needs the model zoo: python -m distill_core zoo build")
@@ -86,7 +86,7 @@ def test_page_runs_under_the_router() -> None:
     at.session_state["sens_models"] = ["zoo: standard"]
     at.session_state["sens_n"] = 32
     at.run()
-    at.switch_page("views/sensitivity.py").run()
+    at.switch_page("pages/sensitivity_page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Sensitivity"
 

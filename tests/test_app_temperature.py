@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from distill_core import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "temperature.py")
+PAGE = str(ROOT / "pages" / "temperature_page.py")
 NEEDED = {"mnist-5k/standard", "mnist-5k/trades"}
 pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in zoo.list_zoo()},
                                 reason="needs the model zoo: python -m distill_core zoo build")
@@ -92,7 +92,7 @@ def test_missing_zoo_is_a_message_not_an_exception(tmp_path: Path, monkeypatch: 
 
 def test_page_runs_under_the_router() -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("views/temperature.py").run()
+    at.switch_page("pages/temperature_page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Temperature"
 

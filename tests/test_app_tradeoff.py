@@ -8,12 +8,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core import zoo
-from distill_core.jobs import TrainSpec, prepare_training
+from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "tradeoff.py")
+PAGE = str(ROOT / "pages" / "tradeoff_page.py")
 pytestmark = pytest.mark.skipif(not list_zoo(dataset="moons") or not list_zoo(dataset="mnist-5k"),
                                 reason="the zoo is not built (python -m distill_core zoo build)")
 
@@ -93,7 +93,7 @@ def test_unevaluated_run_is_listed_then_evaluated(runs):
 
 def test_page_runs_under_the_router():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("views/tradeoff.py").run()
+    at.switch_page("pages/tradeoff_page.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "The accuracy-robustness trade-off"
 

@@ -22,7 +22,7 @@ from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "views" / "train.py")
+PAGE = str(ROOT / "pages" / "train_page.py")
 TIMEOUT = 120
 
 
@@ -176,7 +176,7 @@ def test_train_page_works_under_the_app_router(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_RUNS", str(tmp_path / "runs"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     at.run()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train_page.py").run()
     assert not at.exception
     assert at.button(key="train_start")
 

@@ -27,7 +27,7 @@ if not Path(CHROMIUM).exists():
     pytest.fail("Chromium is missing: `apt-get install -y chromium` (scripts/test.sh does it)", pytrace=False)
 
 sys.path.insert(0, str(ROOT))
-from app import PAGES  # noqa: E402
+from ui.navigation import PAGES  # noqa: E402
 
 
 def _free_port() -> int:
@@ -85,8 +85,27 @@ def _settle(page, timeout_ms: int = 90_000) -> None:
         page.wait_for_timeout(700)
 
 
-@pytest.mark.parametrize("file,title,icon,url_path", PAGES, ids=[p[3] for p in PAGES])
-def test_every_page_renders_without_exception(server, browser, file, title, icon, url_path):
+def test_a_first_deep_link_keeps_the_router(server, browser):
+    """The first page request after the server starts is a deep link (``/train``): app.py's router must run.
+
+    With a folder named ``pages/``, Streamlit's legacy discovery would serve ``pages/train.py`` on its own
+    (no shared sidebar, no navigation) if a file stem equalled its URL path. This test must stay first.
+    """
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/train")
+    _settle(page)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    assert nav.count() == 1, "no navigation in the sidebar: the router did not run"
+    for p in PAGES:
+        assert nav.get_by_text(p.title, exact=True).count() >= 1, f"{p.title} missing from the navigation"
+    assert page.get_by_role("heading", name="Train").count() >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+@pytest.mark.parametrize("file,title,icon,url_path,blurb", PAGES, ids=[p.url_path for p in PAGES])
+def test_every_page_renders_without_exception(server, browser, file, title, icon, url_path, blurb):
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []

@@ -51,7 +51,7 @@ def test_cli_set_out_of_range_is_one_line_and_exit_2(setting, tmp_path, capsys):
 
 def test_train_page_inputs_carry_the_declared_bounds(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_RUNS", str(tmp_path))
-    at = AppTest.from_file(str(ROOT / "views" / "train.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "pages" / "train_page.py"), default_timeout=60).run()
     at.selectbox(key="train_method").set_value("trades").run()
     assert not at.exception
     fields = {f.name: f for f in dataclasses.fields(get_method("trades").Config)}

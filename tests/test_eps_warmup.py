@@ -42,7 +42,7 @@ def test_every_adversarial_method_warms_eps_up_linearly(name, mnist):
 def test_the_attack_runs_with_the_scheduled_eps_and_its_step(mnist, monkeypatch):
     import importlib
 
-    methods_pkg = importlib.import_module("distill_core.methods")
+    methods_pkg = importlib.import_module("distill_core.methods._base")
     calls = []
     monkeypatch.setattr(methods_pkg, "pgd", lambda model, x, y, **kw: calls.append(kw) or x.clone())
     train, _, info = mnist

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill_core import evaluate
+from distill_core._torch import eval_mode, logits_of, predict
 from distill_core.attacks import fgsm, jsma
 from distill_core.data import load_dataset
 from distill_core.evaluate import (
@@ -21,14 +22,11 @@ from distill_core.evaluate import (
     ang_sim,
     attack_table,
     boundary_similarity,
-    eval_mode,
     gradient_amplitude_stats,
     input_jacobian,
     log10_histogram,
-    logits_of,
     mag_sim,
     mean_confidence,
-    predict,
     rho_adv,
     targeted_success_rate,
     w_robust,

@@ -9,22 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from distill_core.experiments import (
-    ReproductionRun,
-    break_defensive,
-    bss_paths,
-    bss_toward_each_class,
-    defensive_specs,
-    evaluate_run_robustness,
-    filter_rows,
-    sweep_baseline,
-    sweep_rows,
-    tradeoff_rows,
-)
-from distill_core.jobs import TrainSpec, prepare_training
+from distill_core.lab.tradeoff import evaluate_run_robustness, filter_rows, tradeoff_rows
+from distill_core.papers.bss import bss_paths, bss_toward_each_class
+from distill_core.papers.defensive import break_defensive, defensive_specs, sweep_baseline, sweep_rows
 from distill_core.robustness import RobustnessReport
 from distill_core.runs import Run, list_runs
+from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig
+from ui.jobs import ReproductionRun
 
 
 class Scaled(nn.Module):

@@ -16,9 +16,9 @@ from distill_core import train as train_mod
 from distill_core.__main__ import main
 from distill_core.attacks import pgd
 from distill_core.data import load_dataset
-from distill_core.jobs import TrainSpec, prepare_training
 from distill_core.methods import build_method
 from distill_core.models import build_model
+from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import (
     FINAL_KINDS,
     TrainConfig,

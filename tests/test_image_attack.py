@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from distill_core.image_attack import attack_one_image, trace_series
+from distill_core.lab.attack_lab import attack_one_image, trace_series
 
 
 def tiny(seed: int) -> nn.Module:

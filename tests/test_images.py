@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from distill_core import images
 from distill_core.data import DatasetInfo
-from distill_core.images import ImageInputError, canvas_to_input, convert_image, image_to_input
+from distill_core.lab import uploads as images
+from distill_core.lab.uploads import ImageInputError, canvas_to_input, convert_image, image_to_input
 
 MNIST = DatasetInfo("mnist-5k", (1, 28, 28), 10, tuple("0123456789"), (0.13,), (0.31,), True)
 DIGITS = DatasetInfo("digits", (1, 8, 8), 10, tuple("0123456789"), (0.3,), (0.38,), True)

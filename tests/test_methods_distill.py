@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill_core.data import load_dataset
+from distill_core.losses import entropy, kd_loss, softmax_t
 from distill_core.methods import Controls, TrainState, build_method
 from distill_core.methods.bss import bss_alpha, bss_beta, select_base_samples
-from distill_core.methods.defensive import defensive_distillation
 from distill_core.models import build_model
-from distill_core.temperature import entropy, kd_loss, softmax_t
+from distill_core.papers.defensive import defensive_distillation
 from distill_core.train import TrainConfig, Trainer
 
 DISTILL_METHODS = ("kd", "defensive", "bss", "ard", "rslad", "mtard")
@@ -105,7 +105,7 @@ def test_inner_attack_runs_with_the_student_in_eval_mode(name, moons):
 
 @pytest.mark.parametrize(("name", "start"), [("ard", True), ("rslad", "normal"), ("mtard", "normal")])
 def test_inner_attack_settings(name, start, moons, monkeypatch):
-    methods_pkg = importlib.import_module("distill_core.methods")
+    methods_pkg = importlib.import_module("distill_core.methods._base")
     calls = []
 
     def spy(model, x, y, **kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from distill_core.evaluate import log10_histograms
 from distill_core.plots.attacks import (
     attack_images_figure,
     probability_bars_figure,
@@ -63,7 +64,7 @@ def test_attack_figures() -> None:
 
 def test_sensitivity_figures() -> None:
     amps = {"masked": np.array([0.0, 0.0, 1e-40, 1e-3]), "plain": np.array([1e-3, 2e-3, 5e-3, 1e-2])}
-    fig = gradient_histogram_figure(amps, "softmax", bins=10)
+    fig = gradient_histogram_figure(log10_histograms(amps, bins=10), "softmax")
     zeros = {t.x[0]: t.y[0] for t in fig.data if t.xaxis == "x2"}
     assert zeros == {"masked": 2, "plain": 0}
     counts = sum(int(np.sum(t.y)) for t in fig.data if t.xaxis == "x")

@@ -1,4 +1,4 @@
-"""Closed forms and properties of distill_core.temperature (softmax_T, entropy, KD, EBB, NLB)."""
+"""Closed forms and properties of distill_core.losses (softmax_T, entropy, KD) and MTARD's EBB and NLB rules."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distill_core.temperature import (
-    entropy,
-    entropy_balance,
-    kd_loss,
-    log_softmax_t,
-    normalization_loss_balance,
-    soft_cross_entropy,
-    softmax_t,
-    temperature_for_entropy,
-)
+from distill_core.lab.temperature import temperatures_for_entropies
+from distill_core.losses import entropy, kd_loss, log_softmax_t, soft_cross_entropy, softmax_t
+from distill_core.methods.mtard import entropy_balance, normalization_loss_balance
 
 ENTROPY = st.floats(0.0, 5.0, allow_nan=False)
 TAU = st.floats(1.0, 10.0, allow_nan=False)
@@ -118,7 +111,7 @@ def test_ebb_iterated_on_two_teachers_matches_their_entropies():
     assert gap(tau_nat, tau_adv) < 0.02 * start
     # EBB lands where the bisection says the sharp teacher's temperature should be.
     target = float(entropy(softmax_t(soft, 1.0)).mean())
-    assert tau_nat == pytest.approx(temperature_for_entropy(sharp, target), abs=0.03)
+    assert tau_nat == pytest.approx(temperatures_for_entropies(sharp, [target])[0], abs=0.03)
 
 
 WEIGHT = st.floats(0.0, 1.0, allow_nan=False)
@@ -157,13 +150,13 @@ def test_nlb_closed_form_clip_and_convergence():
         normalization_loss_balance([0.5, 0.5], [1.0], [1.0, 1.0], 0.025)
 
 
-def test_temperature_for_entropy_hits_its_target():
+def test_temperatures_for_entropies_hit_their_targets():
     g = torch.Generator().manual_seed(3)
     logits = 5 * torch.randn(32, 10, generator=g)
     for T in (0.5, 1.0, 3.7, 25.0):
         target = float(entropy(softmax_t(logits.double(), T)).mean())
-        found = temperature_for_entropy(logits, target)
+        found = temperatures_for_entropies(logits, [target])[0]
         assert found == pytest.approx(T, rel=1e-4)
         assert float(entropy(softmax_t(logits.double(), found)).mean()) == pytest.approx(target, abs=1e-6)
-    assert temperature_for_entropy(logits, 0.0) == 1e-2                  # unreachable: the nearer end
-    assert temperature_for_entropy(logits, math.log(10) + 1) == 1e3
+    assert temperatures_for_entropies(logits, [0.0])[0] == pytest.approx(1e-2)      # unreachable: the nearer end
+    assert temperatures_for_entropies(logits, [math.log(10) + 1])[0] == pytest.approx(1e3)

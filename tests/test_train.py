@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from distill_core.data import load_dataset
-from distill_core.jobs import TrainSpec, prepare_training
 from distill_core.methods import build_method
 from distill_core.models import build_model
 from distill_core.runs import load_model, read_metrics, read_run
+from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import FINAL_KINDS, TrainConfig, Trainer
 
 

@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from distill_core.jobs import TrainSpec
 from distill_core.runs import load_model, read_run
+from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from ui.jobs import TrainingJob, job_series
 

@@ -11,7 +11,8 @@ import pytest
 from distill_core.data import load_dataset
 from distill_core.robustness import read_record
 from distill_core.train import evaluate_accuracy
-from distill_core.zoo import RECIPES, ZOO_DIR, build_zoo, list_zoo, load_zoo_model, sha256
+from distill_core.zoo import ZOO_DIR, list_zoo, load_zoo_model, sha256
+from distill_core.zoo_build import RECIPES, build_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = list_zoo()

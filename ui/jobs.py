@@ -1,6 +1,6 @@
 """Background training for the app: a worker thread per job that never touches streamlit.
 
-A :class:`TrainingJob` runs one or more :class:`~distill_core.jobs.TrainSpec` in sequence (a
+A :class:`TrainingJob` runs one or more :class:`~distill_core.spec.TrainSpec` in sequence (a
 later stage may name an earlier stage's run as a teacher with ``"@0"``, ``"@1"``: the
 defensive-distillation page trains a teacher, then its student). The worker appends the
 Trainer's events to a locked list; pages read :meth:`TrainingJob.snapshot` from a fragment
@@ -23,18 +23,11 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# The embedded datasets' loaders import scikit-learn lazily. Importing it here, in the app's thread,
-# keeps a worker's first import from racing the page's own imports of the same packages (pandas),
-# which can leave one of the threads with a partially initialised module.
-import sklearn.datasets  # noqa: F401
-import sklearn.model_selection  # noqa: F401
-
-from distill_core.jobs import TrainSpec, prepare_training
+from distill_core import reproduce
 from distill_core.methods import Controls
 from distill_core.runs import new_run_name
-from distill_core.train import FINAL_KINDS, Event
-
-STATUSES = ("queued", "running", "done", "stopped", "diverged", "error")
+from distill_core.spec import TrainSpec, prepare_training
+from distill_core.train import FINAL_KINDS, Event, run_to_end
 
 
 @dataclass
@@ -191,11 +184,11 @@ class TrainingJob:
                 if writer is not None:
                     with self._lock:
                         self._run_paths.append(writer.path)
-                for event in trainer.run():
-                    event.data["stage"] = i
+                def on_event(event: Event, stage: int = i) -> None:
+                    event.data["stage"] = stage
                     self._append(event)
-                    if event.kind in FINAL_KINDS:
-                        final = event.kind
+
+                final = run_to_end(trainer, on_event).kind
                 if final != "done":
                     break
         except Exception as e:  # noqa: BLE001 - report any failure on the page, never crash the app
@@ -233,3 +226,47 @@ def job_series(events: list[Event], stage: int | None = None) -> dict[str, dict[
             evals["step"].append(e.step)
             evals["test_accuracy"].append(e.data["test_accuracy"])
     return {"steps": steps, "evals": evals}
+
+
+@dataclass
+class ReproductionRun:
+    """``reproduce.run_reproduction`` in a background thread, for a page to poll (no streamlit here).
+
+    ``start()`` runs the experiment (``quick`` by default) writing into ``out``; the log lines
+    collect in ``lines``; ``status`` is ``running``, ``done`` or ``error`` (``error`` holds the
+    message) and ``results`` the returned dict once done::
+
+        job = ReproductionRun("papernot", out=tmp).start()
+        while job.status == "running": time.sleep(1); print(job.lines[-1:])
+    """
+
+    experiment: str
+    out: Path
+    quick: bool = True
+    seed: int = 0
+    status: str = "queued"
+    lines: list[str] = field(default_factory=list)
+    results: dict | None = None
+    error: str = ""
+    started: float = 0.0
+    ended: float | None = None
+
+    def start(self) -> ReproductionRun:
+        self.status, self.started = "running", time.time()
+        threading.Thread(target=self._work, name=f"reproduce-{self.experiment}", daemon=True).start()
+        return self
+
+    def elapsed_s(self) -> float:
+        return (self.ended or time.time()) - self.started if self.started else 0.0
+
+    def _work(self) -> None:
+        def log(message: str) -> None:
+            self.lines.append(f"{self.elapsed_s():6.1f} s  {message}")
+
+        try:
+            self.results = reproduce.run_reproduction(self.experiment, quick=self.quick, out=self.out, seed=self.seed,
+                                                      log=log)
+            self.status = "done"
+        except Exception as e:  # noqa: BLE001 - shown on the page, never crashes the app
+            self.error, self.status = f"{type(e).__name__}: {e}", "error"
+        self.ended = time.time()

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks import craft_bss, sample_bss_targets
-from ..temperature import soft_cross_entropy
-from . import Method, bounded, register_method
+from ..losses import soft_cross_entropy
+from ._base import Method, bounded, register_method
 
 REFERENCE_BATCH = 256     # attack_size is given per batch of this size, as in the paper
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..temperature import kd_loss
-from . import Method, bounded, register_method
+from ..losses import kd_loss
+from ._base import Method, bounded, register_method
 
 
 @dataclass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from . import Method, bounded, register_method
+from ._base import Method, bounded, register_method
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..evaluate import eval_mode
-from . import Method, bounded, register_method
+from .._torch import eval_mode
+from ._base import Method, bounded, register_method
 
 
 @dataclass

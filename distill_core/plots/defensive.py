@@ -1,6 +1,6 @@
 """Figures of the defensive-distillation page: the T sweep, gradient amplitudes, the *Break it* panel.
 
-Every function takes the plain dicts of :mod:`distill_core.experiments` (``sweep_rows``,
+Every function takes the plain dicts of :mod:`distill_core.papers.defensive` (``sweep_rows``,
 ``break_defensive``) or of a job's event series, and returns a ``go.Figure``.
 """
 

@@ -9,27 +9,18 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..evaluate import log10_histogram
 from . import PALETTE, base_layout
 
 
-def gradient_histogram_figure(amplitudes: dict[str, np.ndarray], wrt: str = "softmax", bins: int = 40,
-                              height: int = 360) -> go.Figure:
+def gradient_histogram_figure(histograms: dict[str, dict], wrt: str = "softmax", height: int = 360) -> go.Figure:
     """Histograms of ``log10`` of each model's per-sample gradient amplitude on shared bins, and, on the
     right, how many samples have an exactly-zero gradient (no bin holds ``log10 0``).
 
-    ``amplitudes``: model name -> (N,) non-negative values (``evaluate.gradient_amplitude_stats``).
+    ``histograms``: model name -> :func:`distill_core.evaluate.log10_histograms`'s dict for it
+    (``edges``, ``counts``, ``n_zero``, ``n``).
     """
-    positive = [np.log10(a[a > 0]) for a in amplitudes.values() if (np.asarray(a) > 0).any()]
-    if positive:
-        lo, hi = float(min(p.min() for p in positive)), float(max(p.max() for p in positive))
-        if hi - lo < 1e-9:
-            lo, hi = lo - 0.5, hi + 0.5
-    else:
-        lo, hi = -1.0, 0.0
     fig = make_subplots(rows=1, cols=2, column_widths=[0.8, 0.2], horizontal_spacing=0.08)
-    for i, (name, a) in enumerate(amplitudes.items()):
-        h = log10_histogram(a, bins=bins, range=(lo, hi))
+    for i, (name, h) in enumerate(histograms.items()):
         centres = (h["edges"][:-1] + h["edges"][1:]) / 2
         color = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Bar(x=centres, y=h["counts"], width=float(h["edges"][1] - h["edges"][0]), name=name,
@@ -44,7 +35,7 @@ def gradient_histogram_figure(amplitudes: dict[str, np.ndarray], wrt: str = "sof
     fig.update_xaxes(title=f"log10 of the mean |d {what} / dx| per sample", row=1, col=1)
     fig.update_xaxes(showticklabels=False, title="exactly 0", row=1, col=2)
     fig.update_yaxes(title="samples", row=1, col=1)
-    n_max = max((len(a) for a in amplitudes.values()), default=1)
+    n_max = max((h["n"] for h in histograms.values()), default=1)
     fig.update_yaxes(range=[0, n_max * 1.15], row=1, col=2)
     return base_layout(fig, height=height)
 

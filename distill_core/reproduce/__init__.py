@@ -25,7 +25,6 @@ with the run. ``results.json`` holds ``experiment``, ``quick``, ``settings``, ``
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import platform
 import shlex
 import sys
@@ -37,12 +36,14 @@ from typing import Any
 import torch
 
 from ..runs import atomic_write_bytes, atomic_write_json
+from . import bss, mtard, papernot
 from ._common import Log, ReproductionError, expectation_status, jsonable
 
 __all__ = ["EXPERIMENTS", "ReproductionError", "check_options", "cli_command", "default_out", "expectation_status",
            "run_reproduction", "stderr_log"]
 
-EXPERIMENTS = ("papernot", "bss", "mtard")
+MODULES: dict[str, ModuleType] = {"papernot": papernot, "bss": bss, "mtard": mtard}
+EXPERIMENTS = tuple(MODULES)
 TITLES = {"papernot": "Defensive distillation (Papernot et al., IEEE S&P 2016) and its breaking (Carlini & Wagner)",
           "bss": "Boundary-supporting samples with scarce data (Heo et al., AAAI 2019)",
           "mtard": "Multi-teacher adversarial robustness distillation, MTARD (Zhao et al., ECCV 2022)"}
@@ -104,7 +105,7 @@ def run_reproduction(experiment: str, *, quick: bool = False, out: str | Path | 
     when a needed zoo teacher is missing.
     """
     out = check_options(experiment, quick, out, train_teachers)
-    module = importlib.import_module(f"{__name__}.{experiment}")
+    module = MODULES[experiment]
     kwargs = {"train_teachers": train_teachers} if experiment != "papernot" else {}
     settings = module.settings(quick, seed, **kwargs)
     log = log or stderr_log(experiment)

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..data import DatasetInfo
 from ..methods import build_method
 from ..models import build_model
-from ..train import FINAL_KINDS, TrainConfig, Trainer, chance_accuracy, did_not_learn  # noqa: F401 (re-exported)
+from ..train import Event, TrainConfig, Trainer, chance_accuracy, did_not_learn, run_to_end  # noqa: F401 (re-exported)
 
 Log = Callable[[str], None]
 SPLIT_SEED = 0     # the mnist-5k / digits train-test split of the zoo: its teachers never saw the test split
@@ -49,16 +49,13 @@ def train_model(label: str, method: str, model: nn.Module, data: Dataset, config
     """
     trainer = Trainer(build_method(method, model, dict(method_config or {}), teachers, info), (data, None), config)
     every = max(1, config.epochs // 4)
-    final = None
-    for event in trainer.run():
+
+    def on_event(event: Event) -> None:
         if event.kind == "epoch" and (event.data["epoch"] % every == 0 or event.data["epoch"] == config.epochs):
             log(f"{label}: epoch {event.data['epoch']}/{config.epochs}, loss {event.data['train_loss']:.4f} "
                 f"({event.data['epoch_seconds']:.1f} s)")
-        elif event.kind in FINAL_KINDS:
-            final = event
-    if final is None or final.kind != "done":
-        reason = final.data.get("reason") if final is not None else "no final event"
-        raise RuntimeError(f"{label}: training ended as {final.kind if final else '?'}: {reason}")
+
+    run_to_end(trainer, on_event, require_done=label)
     return model.eval()
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._torch import predict
 from ..attacks import attack_defaults, run_attack
 from ..data import DatasetInfo, load_dataset
 from ..evaluate import (
@@ -42,11 +43,10 @@ from ..evaluate import (
     gradient_amplitude_stats,
     log10_histogram,
     mean_confidence,
-    predict,
     rho_adv,
     targeted_success_rate,
 )
-from ..experiments import GRAD_LOG10_RANGE
+from ..papers.defensive import GRAD_LOG10_RANGE
 from ..robustness import MASKING_GAP
 from ._common import (
     SPLIT_SEED,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from distill_core.experiments import tradeoff_rows
+from distill_core.lab.tradeoff import tradeoff_rows
 from distill_core.plots.data import dataset_preview_figure
 from distill_core.plots.tradeoff import tradeoff_figure
 from distill_core.zoo import list_zoo
 from ui.common import dataset, init_state
+from ui.navigation import START_HERE, page
 
 init_state()
 st.title("Robust Distillation Lab")
@@ -46,14 +47,8 @@ with left:
                 "(about an hour on one CPU thread, most of it AutoAttack), or train your own models on the Train page.")
 with right:
     st.subheader("Where to start")
-    st.page_link("views/temperature.py", label="Temperature: how T reshapes a softmax", icon=":material/thermostat:")
-    st.page_link("views/defensive.py", label="Defensive distillation, and how it is broken", icon=":material/shield:")
-    st.page_link("views/attack_lab.py", label="Attack lab: one image, any attack", icon=":material/bolt:")
-    st.page_link("views/boundary.py", label="Boundary-supporting samples (BSS)", icon=":material/timeline:")
-    st.page_link("views/multi_teacher.py", label="MTARD: two teachers, tuned live", icon=":material/groups:")
-    st.page_link("views/train.py", label="Train any model with any method", icon=":material/model_training:")
-    st.page_link("views/sensitivity.py", label="Sensitivity: gradients and saliency", icon=":material/blur_on:")
-    st.page_link("views/tradeoff.py", label="Trade-off: all your runs, Pareto front", icon=":material/scatter_plot:")
+    for p in (page(u) for u in START_HERE):
+        st.page_link(p.file, label=p.blurb, icon=p.icon)
     st.caption("Teaching? Start with Temperature, then Defensive distillation. Researching? Multi-teacher and "
                "Train, then compare on Trade-off.")
 

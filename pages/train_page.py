@@ -11,7 +11,6 @@ import time
 import streamlit as st
 
 from distill_core.data import dataset_description, list_datasets
-from distill_core.jobs import TrainSpec
 from distill_core.methods import field_bounds, get_method, list_methods, make_config
 from distill_core.models import describe_model, list_models
 from distill_core.plots.training import (
@@ -23,6 +22,7 @@ from distill_core.plots.training import (
     switch_points,
 )
 from distill_core.runs import RunError, delete_run, list_runs, read_metrics
+from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from ui.common import dataset, divergence_advice, init_state, pick_models, runs_dir
 from ui.jobs import TrainingJob, job_series

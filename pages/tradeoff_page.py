@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from distill_core.evaluate import w_robust
-from distill_core.experiments import evaluate_run_robustness, filter_rows, tradeoff_rows
+from distill_core.lab.tradeoff import evaluate_run_robustness, filter_rows, tradeoff_rows
 from distill_core.plots.tradeoff import pareto_front, tradeoff_figure
 from distill_core.runs import RunError, list_runs
 from distill_core.zoo import list_zoo

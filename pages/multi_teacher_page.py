@@ -8,13 +8,13 @@ import streamlit as st
 
 from distill_core.data import list_datasets
 from distill_core.evaluate import w_robust
-from distill_core.experiments import evaluate_run_robustness, tradeoff_rows
-from distill_core.jobs import TrainSpec
+from distill_core.lab.tradeoff import evaluate_run_robustness, tradeoff_rows
 from distill_core.methods import get_method
 from distill_core.models import list_models
 from distill_core.plots.training import comparison_figure, series_figure, switch_points
 from distill_core.robustness import read_record
 from distill_core.runs import RunError, list_runs, read_run
+from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.common import dataset, init_state, pick_models, runs_dir

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import DatasetInfo
+from ..data import DatasetInfo
 
 MAX_BYTES = 10 * 1024 * 1024          # 10 MB: far above any digit photo, far below what hurts the server
 MAX_PIXELS = 40_000_000               # 40 megapixels, checked from the header before decoding

@@ -10,8 +10,8 @@ import streamlit as st
 import torch
 
 from distill_core.evaluate import accuracy, boundary_similarity
-from distill_core.experiments import bss_paths, bss_toward_each_class
 from distill_core.explain import decision_grid
+from distill_core.papers.bss import bss_paths, bss_toward_each_class
 from distill_core.plots.boundary import boundary_figure, bss_image_figure
 from distill_core.runs import RunError
 from ui.common import ModelRef, available_models, dataset, get_model, init_state

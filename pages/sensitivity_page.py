@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from distill_core.evaluate import gradient_amplitude_stats
+from distill_core.evaluate import gradient_amplitude_stats, log10_histograms
 from distill_core.explain import boundary_slice, integrated_gradients, saliency
 from distill_core.plots.sensitivity import attribution_gallery_figure, boundary_slice_figure, gradient_histogram_figure
 from distill_core.runs import RunError
@@ -83,7 +83,7 @@ for r in refs:
 for msg in failed:
     st.error(f"Could not evaluate {msg}")
 if amps:
-    st.plotly_chart(gradient_histogram_figure({k: v["amplitude"] for k, v in amps.items()}, wrt),
+    st.plotly_chart(gradient_histogram_figure(log10_histograms({k: v["amplitude"] for k, v in amps.items()}), wrt),
                     key="sens_hist")
     st.caption(
         "Per sample: the mean |dF_c/dx_i| over classes c and pixels i (Papernot et al. 2016's adversarial gradient "

@@ -10,15 +10,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from distill_core.experiments import (
+from distill_core.methods import get_method
+from distill_core.papers.defensive import (
     PAPERNOT_TEMPERATURES,
-    ReproductionRun,
     break_defensive,
     defensive_specs,
     sweep_baseline,
     sweep_rows,
 )
-from distill_core.methods import get_method
 from distill_core.plots.defensive import (
     break_it_figure,
     confidence_figure,
@@ -30,7 +29,7 @@ from distill_core.reproduce import expectation_status
 from distill_core.runs import RunError
 from distill_core.zoo import list_zoo
 from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
-from ui.jobs import TrainingJob, job_series
+from ui.jobs import ReproductionRun, TrainingJob, job_series
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_SWEEP = ROOT / "assets" / "reproductions" / "papernot" / "results.json"

@@ -8,7 +8,7 @@ computed once), so a slider over T only redoes cheap arithmetic::
     norms = softmax_jacobian_norms(z, dz_dx, Ts)              # || d softmax_T / dx || per T
     sim = ebb_simulation(logits_nat, logits_adv, lr_tau=0.05, steps=300)
 
-Conventions as in :mod:`distill_core.temperature` (``softmax_T(z) = softmax(z / T)``, entropies in nats).
+Conventions as in :mod:`distill_core.losses` (``softmax_T(z) = softmax(z / T)``, entropies in nats).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .temperature import entropy, entropy_balance, softmax_t
+from ..losses import entropy, softmax_t
+from ..methods.mtard import entropy_balance
 
 
 def temperature_grid(lo: float = 0.1, hi: float = 100.0, n: int = 61) -> np.ndarray:
@@ -59,7 +60,7 @@ def temperatures_for_entropies(logits: torch.Tensor, targets: np.ndarray | list[
                                hi: float = 1e3, iters: int = 30) -> np.ndarray:
     """For each target entropy, the T at which the mean entropy of ``softmax(logits / T)`` equals it.
 
-    The vectorised form of :func:`distill_core.temperature.temperature_for_entropy`: bisection in
+    Bisection in
     ``log T`` over ``[lo, hi]`` for all targets at once (``iters`` halvings: ``log(hi / lo) / 2^iters``
     wide brackets); a target outside what the range reaches returns the nearer end. ``logits``:
     (N, C); returns (len(targets),).
@@ -119,7 +120,7 @@ def ebb_simulation(logits_nat: torch.Tensor, logits_adv: torch.Tensor, tau_nat: 
     """MTARD's Entropy-Based Balance run on fixed batches of two teachers' logits until it settles.
 
     Each step computes the mean entropies ``H_nat`` of ``softmax(logits_nat / tau_nat)`` and ``H_adv``
-    of ``softmax(logits_adv / tau_adv)`` and applies :func:`distill_core.temperature.entropy_balance`
+    of ``softmax(logits_adv / tau_adv)`` and applies :func:`distill_core.methods.mtard.entropy_balance`
     (sign steps of ``lr_tau``, clamped to ``[lo, hi]``). In MTARD the batch changes every step and
     the robust teacher sees adversarial inputs; here both are fixed, so the temperatures walk to
     the point where the entropies match and then oscillate by one ``lr_tau`` step around it.

@@ -6,7 +6,16 @@ import numpy as np
 import streamlit as st
 import torch
 
-from distill_core.evaluate import input_jacobian, logits_of
+from distill_core._torch import logits_of
+from distill_core.evaluate import input_jacobian
+from distill_core.lab.temperature import (
+    ebb_simulation,
+    entropy_curve,
+    softmax_jacobian_norms,
+    temperature_grid,
+    temperatures_for_entropies,
+)
+from distill_core.losses import softmax_t
 from distill_core.plots.data import image_grid_figure
 from distill_core.plots.temperature import (
     ebb_entropy_figure,
@@ -16,14 +25,6 @@ from distill_core.plots.temperature import (
     softmax_bars_figure,
 )
 from distill_core.runs import RunError
-from distill_core.temperature import softmax_t
-from distill_core.temperature_curves import (
-    ebb_simulation,
-    entropy_curve,
-    softmax_jacobian_norms,
-    temperature_grid,
-    temperatures_for_entropies,
-)
 from ui.common import ModelRef, available_models, dataset, get_model, init_state, pick_models
 
 # 20 per decade: 0.1 ... 1 ... 10 ... 100, rounded for display. Every curve is cached on this grid, so moving

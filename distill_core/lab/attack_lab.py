@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import run_attack
-from .data import DatasetInfo
-from .evaluate import logits_of, model_device
-from .explain import saliency
+from .._torch import logits_of, model_device
+from ..attacks import run_attack
+from ..data import DatasetInfo
+from ..explain import saliency
 
 
 @dataclass

@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from distill_core.attacks import attack_defaults, describe_attack, get_attack, list_attacks
-from distill_core.image_attack import attack_one_image
-from distill_core.images import MAX_BYTES, ImageInputError, canvas_to_input, convert_image
+from distill_core.lab.attack_lab import attack_one_image
+from distill_core.lab.uploads import MAX_BYTES, ImageInputError, canvas_to_input, convert_image
 from distill_core.plots.attacks import (
     attack_images_figure,
     probability_bars_figure,

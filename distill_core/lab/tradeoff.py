@@ -1,0 +1,90 @@
+"""The trade-off table: clean and robust accuracy of every zoo model and run, one row each.
+
+:func:`tradeoff_rows` is the one place zoo entries and runs become rows (the Home, Trade-off and
+Multi-teacher pages read it); :func:`evaluate_run_robustness` measures a run that lacks a
+robustness record (the CLI's ``eval --robust`` and the pages' buttons). Fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import load_dataset
+from ..robustness import RECORD_KEY, RobustnessReport, evaluate_robustness, read_record
+from ..runs import Run, load_model, update_summary
+
+
+def _train_T(config: Mapping) -> float | None:
+    """The training temperature ``method_config["T"]`` of a zoo entry or run config (None when it has none)."""
+    t = (config.get("method_config") or {}).get("T")
+    return None if t is None else float(t)
+
+
+def _robust_columns(holder: Mapping) -> dict[str, Any]:
+    """The trade-off columns of a robustness record (all None when not evaluated)."""
+    rec = read_record(holder)
+    if rec is None:
+        return {"robust": None, "apparent": None, "masked": None, "gap_shown": False,
+                "robust_attack": "not evaluated", "protocol": None}
+    return {"robust": rec.robust_accuracy, "apparent": rec.apparent_robust_accuracy, "masked": rec.masked,
+            "gap_shown": rec.gap_shown, "robust_attack": rec.label, "protocol": rec.protocol}
+
+
+def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """One row per zoo model and per finished run: clean and robust accuracy (fractions) and where they come from.
+
+    Robust accuracy is the AutoAttack record of :mod:`robustness` (the zoo manifest's entry, a
+    run's ``summary.json`` once evaluated); without one, ``robust`` is None ("not evaluated").
+    Broken and unfinished runs are left out. Keys: ``name``, ``source`` ("zoo" | "runs"),
+    ``dataset``, ``method``, ``model``, ``T`` (the training temperature, None for methods without
+    one), ``clean``, ``robust``, ``apparent`` (PGD-CE), ``masked`` (AutoAttack's checks fired),
+    ``gap_shown`` (apparent above true by more than 10 points), ``robust_attack`` (the record's
+    label), ``protocol``, ``learned`` (False for a run at chance level), ``status``, ``path``.
+    """
+    rows = []
+    for m in zoo:
+        metrics = m.get("metrics") or {}
+        rows.append({"name": m["name"], "source": "zoo", "dataset": m.get("dataset"), "method": m.get("method"),
+                     "model": m.get("model"), "T": _train_T(m), "clean": metrics.get("test_accuracy"),
+                     **_robust_columns(m), "learned": True, "status": "done", "path": ""})
+    for r in runs:
+        if r.broken or r.status not in ("done", "stopped"):
+            continue
+        rows.append({"name": r.name, "source": "runs", "dataset": r.config.get("dataset"),
+                     "method": r.config.get("method"), "model": r.config.get("model"), "T": _train_T(r.config),
+                     "clean": r.summary.get("test_accuracy"), **_robust_columns(r.summary),
+                     "learned": r.summary.get("learned", True) is not False, "status": r.status,
+                     "path": str(r.path)})
+    return rows
+
+
+def filter_rows(rows: Iterable[Mapping], datasets: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+                methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows whose dataset, source and method are among those given (``None``: any)."""
+    return [dict(r) for r in rows
+            if (datasets is None or r["dataset"] in datasets) and (sources is None or r["source"] in sources)
+            and (methods is None or r["method"] in methods)]
+
+
+def evaluate_run_robustness(path: str | Path, protocol: str = "autoattack-fast", n: int = 500, seed: int = 0,
+                            progress: Callable[[float, str], None] | None = None,
+                            device: str | torch.device = "cpu") -> RobustnessReport:
+    """The robustness of a run's model (:func:`robustness.evaluate_robustness` at its dataset's eps),
+    written into its ``summary.json`` under ``"robustness"``; returns the report.
+
+    Uses the first ``min(n, test size)`` test samples. Raises ``RunError`` for a run that cannot
+    be loaded and ``ValueError`` for bad settings. The CLI's ``eval --robust`` and the Trade-off
+    page's button both call this.
+    """
+    model, info, config = load_model(path, device)
+    test, _ = load_dataset(config["dataset"], "test", seed=config.get("train", {}).get("seed", 0),
+                           **config.get("dataset_options", {}))
+    x, y = test.tensors[:2]
+    report = evaluate_robustness(model, x, y, eps=info.default_eps, protocol=protocol, n=min(n, len(x)), seed=seed,
+                                 progress=progress)
+    update_summary(path, **{RECORD_KEY: report.to_dict()})
+    return report
