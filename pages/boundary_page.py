@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
+from distill_core._torch import predict
 from distill_core.evaluate import accuracy, boundary_similarity
 from distill_core.explain import decision_grid
 from distill_core.papers.bss import bss_paths, bss_toward_each_class
 from distill_core.plots.boundary import boundary_figure, bss_image_figure
 from distill_core.runs import RunError
-from ui.common import ModelRef, available_models, dataset, get_model, init_state
+from ui.common import ModelRef, available_models, dataset, get_model, init_state, model_for
 
 POINTS_SET = "moons"
 DEFAULTS = {"teacher": "moons/teacher", "kd": "moons/kd", "bss": "moons/bss"}
@@ -45,24 +44,16 @@ def _ref(name: str, refs: list[ModelRef]) -> ModelRef | None:
     return next((r for r in refs if r.key == name), None)
 
 
-def _mtime(ref: ModelRef) -> float:
-    return (Path(ref.key) / "model.pt").stat().st_mtime if ref.source == "run" else 0.0
-
-
-def _find(source: str, key: str, ds: str) -> ModelRef:
-    return next(r for r in available_models(ds) if r.source == source and r.key == key)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
-def _grid(source: str, key: str, mtime: float, resolution: int = 100) -> dict:
-    model, _, _ = get_model(_find(source, key, POINTS_SET))
+def _grid(model_key: tuple, resolution: int = 100) -> dict:
+    model, _, _ = model_for(model_key)
     return decision_grid(model, 0.0, 1.0, resolution)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _paths(source: str, key: str, mtime: float, indices: tuple[int, ...], target: int | None, eta: float,
+def _paths(model_key: tuple, indices: tuple[int, ...], target: int | None, eta: float,
            seed: int) -> dict:
-    teacher, _, _ = get_model(_find(source, key, POINTS_SET))
+    teacher, _, _ = model_for(model_key)
     data, _ = dataset(POINTS_SET, "test")
     x = data.tensors[0][list(indices)]
     k = None if target is None else torch.full((len(x),), target)
@@ -70,9 +61,9 @@ def _paths(source: str, key: str, mtime: float, indices: tuple[int, ...], target
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _similarity(t_source: str, t_key: str, t_mtime: float, s_source: str, s_key: str, s_mtime: float) -> dict:
-    teacher, _, _ = get_model(_find(t_source, t_key, POINTS_SET))
-    student, _, _ = get_model(_find(s_source, s_key, POINTS_SET))
+def _similarity(teacher_key: tuple, student_key: tuple) -> dict:
+    teacher, _, _ = model_for(teacher_key)
+    student, _, _ = model_for(student_key)
     data, _ = dataset(POINTS_SET, "test")
     x, y = data.tensors
     sim = boundary_similarity(teacher, student, x, "all", y=y)
@@ -124,8 +115,7 @@ else:
                            help="The paper's 0.3 assumes CIFAR-scale inputs: see the note under the chart.")
     step = c4.slider("Step", 0, MAX_STEPS, MAX_STEPS, key="bd_step", help="Show each path up to this BSS iterate.")
     target = None if target_label.startswith("sampled") else names.index(target_label)
-    with torch.no_grad():
-        base = teacher(x_all[list(indices)]).argmax(1).tolist() if target is not None else []
+    base = predict(teacher, x_all[list(indices)]).tolist() if target is not None else []
     if target is not None and target in base:
         st.warning(f"Some base points are already in class {names[target]} for the teacher; their BSS goes nowhere. "
                    "They are left out.")
@@ -133,8 +123,8 @@ else:
     if not indices:
         st.info("No base point left: pick other points or another class.")
         st.stop()
-    paths = _paths(t_ref.source, t_ref.key, _mtime(t_ref), indices, target, float(eta), ss.bd_seed)
-    t_grid = _grid(t_ref.source, t_ref.key, _mtime(t_ref))
+    paths = _paths(t_ref.cache_key, indices, target, float(eta), ss.bd_seed)
+    t_grid = _grid(t_ref.cache_key)
     pts = (x_all.numpy(), y_all.numpy())
     left, right = st.columns([3, 2])
     left.plotly_chart(boundary_figure(t_grid, info.num_classes, pts, names, paths=paths, step=step,
@@ -158,8 +148,8 @@ else:
     for col, ref, tag in zip(cols, (kd_ref, bss_ref), ("kd", "bss")):
         with col:
             try:
-                s_grid = _grid(ref.source, ref.key, _mtime(ref))
-                sim = _similarity(t_ref.source, t_ref.key, _mtime(t_ref), ref.source, ref.key, _mtime(ref))
+                s_grid = _grid(ref.cache_key)
+                sim = _similarity(t_ref.cache_key, ref.cache_key)
             except (RunError, OSError, ValueError) as e:
                 st.error(f"Could not evaluate {ref.label}: {e}")
                 continue

@@ -7,8 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from distill_core.data import list_datasets
-from distill_core.evaluate import w_robust
-from distill_core.lab.tradeoff import evaluate_run_robustness, tradeoff_rows
+from distill_core.lab.tradeoff import evaluate_run_robustness, percent_table, tradeoff_rows
 from distill_core.methods import get_method
 from distill_core.models import list_models
 from distill_core.plots.training import comparison_figure, series_figure, switch_points
@@ -19,6 +18,7 @@ from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.common import dataset, init_state, pick_models, runs_dir
 from ui.jobs import TrainingJob, job_series
+from ui.widgets import job_progress_row, job_status_message
 
 init_state()
 ss = st.session_state
@@ -43,13 +43,6 @@ def measure_run(path: Path) -> None:
     evaluate_run_robustness(path, "autoattack-fast", n=500,
                             progress=lambda f, m: bar.progress(min(f, 1.0), text=f"Measuring the new student: {m}"))
     bar.empty()
-
-
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "..."
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 # ------------------------------------------------------------------ intro
@@ -198,26 +191,9 @@ def live_run() -> None:
     if ss.mt_live and snap.finished:
         st.rerun()   # the run just ended: a full rerun measures it, adds it to the comparison and stops the timer
     if snap.finished:
-        run = snap.run_paths[-1].name if snap.run_paths else "(none)"
-        final = snap.final_event()
-        acc = final.data.get("test_accuracy") if final is not None else None
-        msg = f"run `{run}`" + (f", test accuracy {acc:.1%}" if acc is not None else "")
-        if snap.status == "done":
-            st.success(f"**Done** in {_fmt_s(snap.elapsed_s())}: {msg}.", icon=":material/check:")
-        elif snap.status == "stopped":
-            st.warning(f"**Stopped by you**; what was learned so far is saved as {msg}.", icon=":material/stop:")
-        elif snap.status == "diverged":
-            st.error(f"**Diverged**: {snap.message}. Lower the learning rate (e.g. a tenth) and start again.")
-        else:
-            st.error(f"**Training failed**: {snap.message}. Check that both teachers were trained on {ds}.")
+        job_status_message(job, snap)
     else:
-        c_bar, c_btn = st.columns([5, 1], vertical_alignment="bottom")
-        last = snap.last("step")
-        where = f"epoch {last.epoch + 1}, step {last.step}" if last else "loading the data and the teachers"
-        c_bar.progress(snap.progress(), text=f"{job.label} · {where} · {snap.progress():.0%} · "
-                                             f"ETA {_fmt_s(snap.eta_s())}")
-        c_btn.button("Stop training", key="mt_stop", icon=":material/stop:", on_click=job.request_stop,
-                     disabled=job.stop.is_set())
+        job_progress_row(job, snap, key="mt_stop")
     if not snap.finished:
         live_tuning(job, snap)
     steps = job_series(snap.events)["steps"]
@@ -280,11 +256,9 @@ if not rows:
     st.info(f"No zoo students for {ds} to compare with: build the zoo (`python -m distill_core zoo build`) or pick "
             "mnist-5k.")
 else:
-    table = [{"model": r["name"], "method": r["method"], "clean %": round(100 * r["clean"], 1),
-              "AutoAttack %": None if r["robust"] is None else round(100 * r["robust"], 1),
-              "apparent (PGD-CE) %": None if r["apparent"] is None else round(100 * r["apparent"], 1),
-              "W-Robust %": None if r["robust"] is None else round(100 * w_robust(r["clean"], r["robust"]), 1),
-              "measured with": r["robust_attack"]} for r in rows]
+    columns = ("method", "clean (%)", "robust, AutoAttack (%)", "apparent, PGD-CE (%)", "W-Robust (%)",
+               "measured with")
+    table = [{"model": row["name"], **{k: row[k] for k in columns}} for row in percent_table(rows)]
     c_tab, c_fig = st.columns([1, 1], gap="large")
     c_tab.dataframe(table, hide_index=True, key="mt_compare_table", width="stretch")
     c_tab.caption("Robust accuracy is AutoAttack's, the field's standard check (the zoo: the standard version on 500 "

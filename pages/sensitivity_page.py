@@ -10,29 +10,25 @@ from distill_core.evaluate import gradient_amplitude_stats, log10_histograms
 from distill_core.explain import boundary_slice, integrated_gradients, saliency
 from distill_core.plots.sensitivity import attribution_gallery_figure, boundary_slice_figure, gradient_histogram_figure
 from distill_core.runs import RunError
-from ui.common import ModelRef, available_models, dataset, get_model, init_state, pick_models
+from ui.common import available_models, dataset, init_state, model_for, pick_models
 
 DEFAULT_MODELS = ["zoo: standard", "zoo: defensive-T20", "zoo: defensive-T100", "zoo: trades"]
 GALLERY_SIZE = 4
 LOAD_ERRORS = (RunError, KeyError, FileNotFoundError, RuntimeError, ValueError)
 
 
-def _ref(source: str, key: str) -> ModelRef:
-    return ModelRef(label=key, source=source, key=key, dataset="", method="", arch="")
-
-
 @st.cache_data(show_spinner="Computing input Jacobians...", max_entries=64)
-def amplitudes(source: str, key: str, ds: str, n: int, wrt: str) -> dict:
+def amplitudes(model_key: tuple, ds: str, n: int, wrt: str) -> dict:
     """Per-sample mean |dF/dx| on the first ``n`` test samples, and the exact-zero count."""
-    model, _, _ = get_model(_ref(source, key))
+    model, _, _ = model_for(model_key)
     data, _ = dataset(ds, "test")
     stats = gradient_amplitude_stats(model, data.tensors[0][:n], wrt=wrt)
     return {"amplitude": stats["amplitude"], "n_zero": stats["n_zero"], "n": stats["n"]}
 
 
 @st.cache_data(show_spinner="Computing saliency and integrated gradients...", max_entries=32)
-def attributions(source: str, key: str, ds: str, indices: tuple[int, ...], ig_steps: int) -> dict:
-    model, _, _ = get_model(_ref(source, key))
+def attributions(model_key: tuple, ds: str, indices: tuple[int, ...], ig_steps: int) -> dict:
+    model, _, _ = model_for(model_key)
     data, _ = dataset(ds, "test")
     x = data.tensors[0][list(indices)]
     return {"saliency": saliency(model, x).numpy(),
@@ -40,8 +36,8 @@ def attributions(source: str, key: str, ds: str, indices: tuple[int, ...], ig_st
 
 
 @st.cache_data(show_spinner="Evaluating the model on the slice...", max_entries=32)
-def slice_around(source: str, key: str, ds: str, index: int, radius: float, direction: str, resolution: int) -> dict:
-    model, _, _ = get_model(_ref(source, key))
+def slice_around(model_key: tuple, ds: str, index: int, radius: float, direction: str, resolution: int) -> dict:
+    model, _, _ = model_for(model_key)
     data, _ = dataset(ds, "test")
     return boundary_slice(model, data.tensors[0][index], direction=None if direction == "gradient" else "sign",
                           radius=radius, resolution=resolution)
@@ -77,7 +73,7 @@ n = c2.select_slider("Test samples", [32, 64, 128, 256, 512], key="sens_n")
 amps, failed = {}, []
 for r in refs:
     try:
-        amps[r.label] = amplitudes(r.source, r.key, ds, min(int(n), n_test), wrt)
+        amps[r.label] = amplitudes(r.cache_key, ds, min(int(n), n_test), wrt)
     except LOAD_ERRORS as e:
         failed.append(f"{r.label}: {e}")
 for msg in failed:
@@ -108,7 +104,7 @@ if info.is_image:
     maps: dict[str, np.ndarray] = {}
     for r in refs[:4]:
         try:
-            att = attributions(r.source, r.key, ds, indices, int(ig_steps))
+            att = attributions(r.cache_key, ds, indices, int(ig_steps))
         except LOAD_ERRORS as e:
             st.error(f"Could not explain {r.label}: {e}")
             continue
@@ -136,7 +132,7 @@ direction = b4.radio("Adversarial direction", ["sign", "gradient"], horizontal=T
                      help="sign: the sign of the logit margin's gradient, the FGSM direction (every pixel moves by "
                           "u); gradient: the gradient itself, scaled so its largest pixel moves by u.")
 try:
-    sl = slice_around(slice_ref.source, slice_ref.key, ds, slice_index, float(radius), direction, 41)
+    sl = slice_around(slice_ref.cache_key, ds, slice_index, float(radius), direction, 41)
     st.plotly_chart(boundary_slice_figure(sl, info.class_names), key="sens_slice")
     st.caption(f"Predicted classes of {slice_label} on the plane x + u·d_adv + v·d_rand (41 x 41 points, each clipped "
                "to [0, 1]); d_adv follows the gradient of the logit margin towards the nearest boundary (its sign by "

@@ -6,16 +6,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from distill_core._torch import logits_of
-from distill_core.evaluate import input_jacobian
+from distill_core.lab import temperature as temperature_curves
 from distill_core.lab.temperature import (
     ebb_simulation,
-    entropy_curve,
-    softmax_jacobian_norms,
     temperature_grid,
     temperatures_for_entropies,
 )
-from distill_core.losses import softmax_t
 from distill_core.plots.data import image_grid_figure
 from distill_core.plots.temperature import (
     ebb_entropy_figure,
@@ -25,7 +21,7 @@ from distill_core.plots.temperature import (
     softmax_bars_figure,
 )
 from distill_core.runs import RunError
-from ui.common import ModelRef, available_models, dataset, get_model, init_state, pick_models
+from ui.common import available_models, dataset, init_state, model_for, pick_models
 
 # 20 per decade: 0.1 ... 1 ... 10 ... 100, rounded for display. Every curve is cached on this grid, so moving
 # the slider only looks values up and redraws.
@@ -34,46 +30,34 @@ T_GRID = np.array(T_OPTIONS)
 EBB_BATCH = 256
 
 
-def _ref(source: str, key: str) -> ModelRef:
-    return ModelRef(label=key, source=source, key=key, dataset="", method="", arch="")
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
-def image_curves(source: str, key: str, ds: str, index: int) -> dict:
+def image_curves(model_key: tuple, ds: str, index: int) -> dict:
     """One test sample's logits and, at every grid T, its softmax, entropy and softmax-Jacobian norm."""
-    model, _, _ = get_model(_ref(source, key))
+    model, _, _ = model_for(model_key)
     data, _ = dataset(ds, "test")
-    x = data.tensors[0][index:index + 1]
-    z = logits_of(model, x)[0]
-    jz = input_jacobian(model, x, wrt="logits")[0]
-    norms = softmax_jacobian_norms(z, jz, T_GRID)
-    probs = softmax_t(z[None].double(), torch.from_numpy(T_GRID)[:, None])
-    return {"logits": z.numpy(), "probs": probs.numpy(), "entropy": entropy_curve(z, T_GRID), **norms}
+    return temperature_curves.image_curves(model, data.tensors[0][index:index + 1], T_GRID)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def batch_entropies(source: str, key: str, ds: str, n: int) -> dict:
+def batch_entropies(model_key: tuple, ds: str, n: int) -> dict:
     """A teacher's logits on ``n`` seeded test samples and their mean entropy over the T grid."""
-    model, _, _ = get_model(_ref(source, key))
+    model, _, _ = model_for(model_key)
     data, _ = dataset(ds, "test")
-    x = data.tensors[0]
-    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]
-    z = logits_of(model, x[keep])
-    return {"logits": z.numpy(), "entropy": entropy_curve(z, T_GRID)}
+    return temperature_curves.batch_entropies(model, data.tensors[0], n, T_GRID)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def matching_temperatures(nat: tuple[str, str], adv: tuple[str, str], ds: str) -> np.ndarray:
+def matching_temperatures(nat: tuple, adv: tuple, ds: str) -> np.ndarray:
     """For each grid T of the clean teacher, the robust teacher's temperature with the same mean entropy."""
-    h_nat = batch_entropies(*nat, ds, EBB_BATCH)["entropy"]
-    z_adv = torch.from_numpy(batch_entropies(*adv, ds, EBB_BATCH)["logits"])
+    h_nat = batch_entropies(nat, ds, EBB_BATCH)["entropy"]
+    z_adv = torch.from_numpy(batch_entropies(adv, ds, EBB_BATCH)["logits"])
     return temperatures_for_entropies(z_adv, h_nat, lo=1e-2, hi=1e3)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def ebb_run(nat: tuple[str, str], adv: tuple[str, str], ds: str, lr_tau: float, steps: int) -> dict:
-    z_nat = torch.from_numpy(batch_entropies(*nat, ds, EBB_BATCH)["logits"])
-    z_adv = torch.from_numpy(batch_entropies(*adv, ds, EBB_BATCH)["logits"])
+def ebb_run(nat: tuple, adv: tuple, ds: str, lr_tau: float, steps: int) -> dict:
+    z_nat = torch.from_numpy(batch_entropies(nat, ds, EBB_BATCH)["logits"])
+    z_adv = torch.from_numpy(batch_entropies(adv, ds, EBB_BATCH)["logits"])
     return ebb_simulation(z_nat, z_adv, lr_tau=lr_tau, steps=steps)
 
 
@@ -86,7 +70,7 @@ def image_figure(ds: str, index: int):
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def ebb_figure(nat: tuple[str, str], adv: tuple[str, str], ds: str, lr_tau: float, steps: int,
+def ebb_figure(nat: tuple, adv: tuple, ds: str, lr_tau: float, steps: int,
                names: tuple[str, str]):
     """The EBB simulation's figure; cached because it does not change with T."""
     return ebb_simulation_figure(ebb_run(nat, adv, ds, lr_tau, steps), names)
@@ -121,7 +105,7 @@ if ref is None:
     st.stop()
 
 try:
-    curves = image_curves(ref.source, ref.key, ds, int(index))
+    curves = image_curves(ref.cache_key, ds, int(index))
 except (RunError, KeyError, FileNotFoundError, RuntimeError) as e:
     st.error(f"Could not load {ref.label}: {e}")
     st.stop()
@@ -187,15 +171,15 @@ with e3:
 with e4:
     steps = st.number_input("EBB steps", 10, 5000, 300, step=50, key="temp_ebb_steps")
 try:
-    h_nat = batch_entropies(nat.source, nat.key, ds, EBB_BATCH)
-    h_adv = batch_entropies(adv.source, adv.key, ds, EBB_BATCH)
+    h_nat = batch_entropies(nat.cache_key, ds, EBB_BATCH)
+    h_adv = batch_entropies(adv.cache_key, ds, EBB_BATCH)
 except (RunError, KeyError, FileNotFoundError, RuntimeError) as e:
     st.error(f"Could not load a teacher: {e}")
     st.stop()
 
 target = float(h_nat["entropy"][i_T])
-t_adv = float(matching_temperatures((nat.source, nat.key), (adv.source, adv.key), ds)[i_T])
-sim = ebb_run((nat.source, nat.key), (adv.source, adv.key), ds, float(lr_tau), int(steps))
+t_adv = float(matching_temperatures(nat.cache_key, adv.cache_key, ds)[i_T])
+sim = ebb_run(nat.cache_key, adv.cache_key, ds, float(lr_tau), int(steps))
 names = (nat.label, adv.label) if nat.label != adv.label else (f"{nat.label} (clean)", f"{adv.label} (robust)")
 g1, g2 = st.columns(2)
 with g1:
@@ -204,7 +188,7 @@ with g1:
     st.caption(f"With the clean teacher at T = {T:g} (the slider), its mean entropy is {target:.3f} nats; the robust "
                f"teacher matches it at **T = {t_adv:.3g}** (bisection in log T).")
 with g2:
-    st.plotly_chart(ebb_figure((nat.source, nat.key), (adv.source, adv.key), ds, float(lr_tau), int(steps), names),
+    st.plotly_chart(ebb_figure(nat.cache_key, adv.cache_key, ds, float(lr_tau), int(steps), names),
                     key="temp_ebb_sim")
     st.caption(f"EBB from τ = 1 for both, clamped to [1, 10], lr_τ = {lr_tau:g}: after {int(steps)} steps "
                f"τ_nat = {sim['tau_nat'][-1]:.3g}, τ_adv = {sim['tau_adv'][-1]:.3g}, entropies "

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from distill_core.evaluate import w_robust
-from distill_core.lab.tradeoff import evaluate_run_robustness, filter_rows, tradeoff_rows
+from distill_core.lab.tradeoff import evaluate_run_robustness, filter_rows, percent_table, tradeoff_rows
 from distill_core.plots.tradeoff import pareto_front, tradeoff_figure
 from distill_core.runs import RunError, list_runs
 from distill_core.zoo import list_zoo
@@ -79,16 +78,7 @@ if len({r["dataset"] for r in plotted}) > 1:
     st.caption("Several datasets on one chart: their accuracies are not comparable, and the Pareto front mixes them.")
 front = {plotted[i]["name"] for i in pareto_front([r["clean"] for r in plotted], [r["robust"] for r in plotted])}
 
-table = pd.DataFrame([{
-    "name": r["name"], "source": r["source"], "dataset": r["dataset"], "method": r["method"], "model": r["model"],
-    "trained at T": r["T"],
-    "clean (%)": None if r["clean"] is None else round(100 * r["clean"], 2),
-    "robust, AutoAttack (%)": None if r["robust"] is None else round(100 * r["robust"], 2),
-    "apparent, PGD-CE (%)": None if r["apparent"] is None else round(100 * r["apparent"], 2),
-    "gradient masking": bool(r["masked"]),
-    "W-Robust (%)": None if r["clean"] is None or r["robust"] is None else round(100 * w_robust(r["clean"],
-                                                                                               r["robust"]), 2),
-    "Pareto": r["name"] in front, "learned": r["learned"], "measured with": r["robust_attack"]} for r in shown])
+table = pd.DataFrame(percent_table(shown, front))
 st.dataframe(table, hide_index=True, key="to_table")
 st.download_button("Download CSV", table.to_csv(index=False), file_name="tradeoff.csv", mime="text/csv",
                    key="to_csv")

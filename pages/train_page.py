@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import math
-import re
 import time
 
 import streamlit as st
 
 from distill_core.data import dataset_description, list_datasets
-from distill_core.methods import field_bounds, get_method, list_methods, make_config
+from distill_core.methods import config_fields, get_method, list_methods, make_config
 from distill_core.models import describe_model, list_models
 from distill_core.plots.training import (
     accuracy_figure,
@@ -24,8 +21,9 @@ from distill_core.plots.training import (
 from distill_core.runs import RunError, delete_run, list_runs, read_metrics
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
-from ui.common import dataset, divergence_advice, init_state, pick_models, runs_dir
+from ui.common import dataset, init_state, pick_models, runs_dir
 from ui.jobs import TrainingJob, job_series
+from ui.widgets import fmt_s, job_progress_row, job_status_message
 
 init_state()
 ss = st.session_state
@@ -41,16 +39,6 @@ SERIES_TITLES = {"tau": "Teacher temperatures tau (EBB)", "w": "Balance weights 
 # ------------------------------------------------------------------ helpers (widgets, no training math)
 
 
-@st.cache_data(show_spinner=False)
-def field_help(method: str) -> dict[str, str]:
-    """The comment after each field of a method's Config dataclass (its paper default's explanation)."""
-    try:
-        source = inspect.getsource(get_method(method).Config)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, re.M)}
-
-
 def _step_for(default: float) -> float:
     """A number-input step one decade below the default (0.001 -> 1e-4, 20 -> 1)."""
     return 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.1
@@ -59,63 +47,25 @@ def _step_for(default: float) -> float:
 def method_settings(method: str, container) -> dict:
     """One widget per field of the method's Config, initialised with the paper's default; returns the values."""
     values = {}
-    helps = field_help(method)
-    for f in dataclasses.fields(get_method(method).Config):
-        kind, default, key = str(f.type), f.default, f"train_cfg_{method}_{f.name}"
-        optional = "None" in kind
-        help_text = helps.get(f.name)
-        lo, hi, lo_open = field_bounds(f)    # the range the Config declares (the core checks it too)
-        if "bool" in kind:
+    for f in config_fields(method):       # type, default, range and help, declared once in the method's Config
+        default, key, help_text = f.default, f"train_cfg_{method}_{f.name}", f.help or None
+        lo, hi, lo_open = f.lo, f.hi, f.lo_open
+        if f.kind == "bool":
             values[f.name] = container.checkbox(f.name, value=bool(default), key=key, help=help_text)
-        elif "int" in kind:
+        elif f.kind == "int":
             values[f.name] = container.number_input(
-                f.name, value=default, step=1, key=key, help=help_text, placeholder="auto" if optional else None,
+                f.name, value=default, step=1, key=key, help=help_text, placeholder="auto" if f.optional else None,
                 min_value=None if lo is None else int(lo) + int(lo_open), max_value=None if hi is None else int(hi))
-        elif "float" in kind:
+        elif f.kind == "float":
             step = _step_for(default or 0.0)
             values[f.name] = container.number_input(
                 f.name, value=None if default is None else float(default), format="%g", key=key, help=help_text,
-                step=step, placeholder="auto (the dataset's)" if optional else None,
+                step=step, placeholder="auto (the dataset's)" if f.optional else None,
                 min_value=None if lo is None else float(lo) + (min(step, 1e-6) if lo_open else 0.0),
                 max_value=None if hi is None else float(hi))
         else:
             container.caption(f"{f.name} = {default!r} (fixed)")
     return values
-
-
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "..."
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-def status_message(job, snap, container=st) -> None:
-    """The end of a job in words: what happened, where it is saved, and what to change when it went wrong."""
-    run = snap.run_paths[-1].name if snap.run_paths else None
-    final = snap.final_event()
-    data = final.data if final is not None else {}
-    acc = data.get("test_accuracy")
-    acc_text = f"test accuracy {acc:.1%}" if acc is not None else "no test accuracy"
-    saved = f"Saved as run `{run}`." if run else "Nothing was saved."
-    if data.get("warning") and snap.status in ("done", "stopped"):
-        container.error(f"**The model did not learn** ({snap.status} in {_fmt_s(snap.elapsed_s())}): "
-                        f"{data['warning']}. {saved}", icon=":material/report:")
-    elif snap.status == "done":
-        container.success(f"**Done** in {_fmt_s(snap.elapsed_s())}: {acc_text}. {saved}", icon=":material/check:")
-    elif snap.status == "stopped":
-        container.warning(f"**Stopped by you** after {data.get('steps', '?')} steps ({data.get('epochs', 0)} full "
-                          f"epochs): {acc_text}. What was learned so far is kept. {saved}", icon=":material/stop:")
-    elif snap.status == "diverged":
-        advice = divergence_advice(job.specs[min(snap.stage, len(job.specs) - 1)].train)
-        container.error(f"**Training diverged**: {snap.message}. {advice} {saved}", icon=":material/trending_up:")
-    elif snap.status == "error":
-        container.error(f"**Training failed**: {snap.message}. Check the settings (a teacher trained on another "
-                        "dataset, a model that does not fit the data) and start again.", icon=":material/error:")
-        tb = data.get("traceback")
-        if tb:
-            with container.expander("Details (traceback)"):
-                st.code(tb, language="text")
 
 
 def job_charts(job, snap, prefix: str) -> None:
@@ -247,17 +197,11 @@ def live_jobs() -> None:
         st.rerun()   # a job just ended: a full rerun refreshes the runs table and stops this timer
     for job in jobs[:8]:
         snap = snaps[job.id]
-        c_bar, c_btn = st.columns([5, 1], vertical_alignment="bottom")
         origin = f" (from {job.origin})" if job.origin and job.origin != "Train" else ""
         if snap.finished:
-            c_bar.markdown(f"**{job.label}**{origin} · `{job.id}` · {snap.status} · {_fmt_s(snap.elapsed_s())}")
+            st.markdown(f"**{job.label}**{origin} · `{job.id}` · {snap.status} · {fmt_s(snap.elapsed_s())}")
         else:
-            last = snap.last("step")
-            where = f"epoch {last.epoch + 1}, step {last.step}" if last else "loading data and teachers"
-            c_bar.progress(snap.progress(), text=f"**{job.label}**{origin} · `{job.id}` · {where} · "
-                                                 f"{snap.progress():.0%} · ETA {_fmt_s(snap.eta_s())}")
-            c_btn.button("Stop training", key=f"train_stop_{job.id}", icon=":material/stop:",
-                         on_click=job.request_stop, disabled=job.stop.is_set())
+            job_progress_row(job, snap, key=f"train_stop_{job.id}", label=f"**{job.label}**{origin} · `{job.id}`")
     if len(jobs) > 8:
         st.caption(f"... and {len(jobs) - 8} older jobs.")
     ids = [j.id for j in jobs]
@@ -269,14 +213,14 @@ def live_jobs() -> None:
                                                f"{time.strftime('%H:%M:%S', time.localtime(by_id[i].started))}")
     job, snap = by_id[focus], snaps[focus]
     if snap.finished:
-        status_message(job, snap)
+        job_status_message(job, snap)
     else:
         last = snap.last("step")
         loss = last.data.get("loss") if last else None
         acc = snap.last("eval")
         m1, m2, m3, m4 = st.columns(4)
         m1.metric("Progress", f"{snap.progress():.0%}")
-        m2.metric("ETA", _fmt_s(snap.eta_s()))
+        m2.metric("ETA", fmt_s(snap.eta_s()))
         m3.metric("Loss", "..." if loss is None else f"{loss:.4f}")
         m4.metric("Test accuracy", "after epoch 1" if acc is None else f"{acc.data['test_accuracy']:.1%}")
     job_charts(job, snap, f"train_{focus}")

@@ -152,5 +152,5 @@ def test_finished_run_is_measured_and_joins_the_comparison(app):
     table = app.dataframe[0].value
     mine = table[table["model"] == f"your run {path.name[-6:]} (stopped)"]
     assert len(mine) == 1 and mine["method"].iloc[0] == "mtard"
-    assert mine["AutoAttack %"].iloc[0] == pytest.approx(100 * robustness["robust_accuracy"], abs=0.05)
+    assert mine["robust, AutoAttack (%)"].iloc[0] == pytest.approx(100 * robustness["robust_accuracy"], abs=0.05)
     assert "AutoAttack fast" in mine["measured with"].iloc[0]

@@ -26,8 +26,6 @@ def runs_dir() -> Path:
     return Path(os.environ.get("DISTILL_RUNS", "runs"))
 
 
-RUNS_DIR = runs_dir()  # the folder at import time; prefer runs_dir(), which follows $DISTILL_RUNS
-IMAGE_DATASETS = ("mnist-5k", "digits")
 
 
 def init_state() -> None:
@@ -76,6 +74,23 @@ class ModelRef:
     dataset: str
     method: str
     arch: str
+
+    @property
+    def cache_key(self) -> tuple[str, str, float]:
+        """``(source, key, version)``: what a cached computation on this model is keyed by.
+
+        The version is the mtime of a run's model.pt (a retrained run is recomputed) and 0 for a
+        zoo model (its file is fixed by the manifest's hash).
+        """
+        path = Path(self.key) / "model.pt"
+        version = path.stat().st_mtime if self.source == "run" and path.exists() else 0.0
+        return self.source, self.key, version
+
+
+def model_for(cache_key: tuple[str, str, float]) -> tuple[nn.Module, DatasetInfo, dict]:
+    """The model a :attr:`ModelRef.cache_key` names (cached); ``RunError`` with a readable message."""
+    source, key, _ = cache_key
+    return get_model(ModelRef(label=key, source=source, key=key, dataset="", method="", arch=""))
 
 
 def available_models(dataset_name: str | None = None) -> list[ModelRef]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset
+from ..evaluate import w_robust
 from ..robustness import RECORD_KEY, RobustnessReport, evaluate_robustness, read_record
 from ..runs import Run, load_model, update_summary
 
@@ -88,3 +89,30 @@ def evaluate_run_robustness(path: str | Path, protocol: str = "autoattack-fast",
                                  progress=progress)
     update_summary(path, **{RECORD_KEY: report.to_dict()})
     return report
+
+
+def percent_table(rows: Iterable[Mapping], front: set[str] | None = None) -> list[dict[str, Any]]:
+    """Trade-off rows as the pages' table, in percent (two decimals).
+
+    Columns: name, source, dataset, method, model, trained at T, clean (%), robust, AutoAttack (%),
+    apparent, PGD-CE (%), gradient masking, W-Robust (%) = (clean + robust) / 2 (Zhao et al., MTARD;
+    :func:`distill_core.evaluate.w_robust`), Pareto (the name is in ``front``; omitted when
+    ``front`` is None), learned, measured with. Missing numbers are None.
+    """
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(100 * v, 2)
+
+    table = []
+    for r in rows:
+        row = {"name": r["name"], "source": r["source"], "dataset": r["dataset"], "method": r["method"],
+               "model": r["model"], "trained at T": r["T"], "clean (%)": pct(r["clean"]),
+               "robust, AutoAttack (%)": pct(r["robust"]), "apparent, PGD-CE (%)": pct(r["apparent"]),
+               "gradient masking": bool(r["masked"]),
+               "W-Robust (%)": None if r["clean"] is None or r["robust"] is None else pct(w_robust(r["clean"],
+                                                                                                 r["robust"])),
+               "Pareto": front is not None and r["name"] in front, "learned": r["learned"],
+               "measured with": r["robust_attack"]}
+        if front is None:
+            del row["Pareto"]
+        table.append(row)
+    return table

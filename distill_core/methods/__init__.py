@@ -13,12 +13,14 @@ frozen and put in eval mode here, never trained.
 from __future__ import annotations
 
 from ._base import (
+    ConfigField,
     Controls,
     Method,
     TrainState,
     bounded,
     build_method,
     check_config,
+    config_fields,
     field_bounds,
     freeze,
     get_method,
@@ -32,12 +34,14 @@ from ._base import (
 from . import standard, pgd_at, trades, kd, defensive, bss, ard, rslad, mtard  # noqa: F401, I001
 
 __all__ = [
+    "ConfigField",
     "Controls",
     "Method",
     "TrainState",
     "bounded",
     "build_method",
     "check_config",
+    "config_fields",
     "field_bounds",
     "freeze",
     "get_method",

@@ -6,7 +6,11 @@ module, the losses and the attacks."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import re
 import threading
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -217,33 +221,79 @@ def get_method(name: str) -> type[Method]:
     return _METHODS[name]
 
 
-def make_config(name: str, values: Mapping[str, Any] | None = None) -> Any:
-    """The method's config dataclass with ``values`` (strings are parsed by the field's type)."""
+@dataclass(frozen=True)
+class ConfigField:
+    """One setting of a method's Config, as the CLI and the Train page need it."""
+
+    name: str
+    kind: str                 # "bool" | "int" | "float" | "str"
+    default: Any
+    optional: bool            # None is allowed (it means "the dataset's" / "auto")
+    lo: float | None
+    hi: float | None
+    lo_open: bool
+    help: str                 # the comment written after the field in the Config class ("" if none)
+
+
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
+@functools.cache
+def config_fields(name: str) -> tuple[ConfigField, ...]:
+    """The settings of method ``name``: type, default, declared range and help, in declaration order.
+
+    Types come from the Config's annotations (``float | None`` is an optional float); the help is
+    the comment after each field in the class source. ``ValueError`` for an unknown method.
+    """
     cls = get_method(name).Config
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        source = ""
+    helps = {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, re.M)}
+    out = []
+    for f in dataclasses.fields(cls):
+        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)] or [hints[f.name]]
+        optional = type(None) in typing.get_args(hints[f.name])
+        lo, hi, lo_open = field_bounds(f)
+        out.append(ConfigField(f.name, _KINDS.get(args[0], "str"), f.default, optional, lo, hi, lo_open,
+                               helps.get(f.name, "")))
+    return tuple(out)
+
+
+def make_config(name: str, values: Mapping[str, Any] | None = None) -> Any:
+    """The method's config dataclass with ``values`` (strings are parsed by the field's type).
+
+    ``ValueError`` (one line) for an unknown setting, text that does not parse, or a value
+    outside the field's declared range.
+    """
+    fields = {f.name: f for f in config_fields(name)}
     kwargs = {}
     for key, value in (values or {}).items():
         if key not in fields:
             raise ValueError(f"method {name!r} has no setting {key!r}; settings: {', '.join(fields) or 'none'}")
         kwargs[key] = _parse(fields[key], value) if isinstance(value, str) else value
-    config = cls(**kwargs)
+    config = get_method(name).Config(**kwargs)
     check_config(name, config)
     return config
 
 
-def _parse(f: dataclasses.Field, text: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+def _parse(f: ConfigField, text: str) -> Any:
+    kind = f"{f.kind} or None" if f.optional else f.kind
+    if f.optional and text.lower() == "none":
+        return None
     try:
-        if "bool" in kind:
+        if f.kind == "bool":
             if text.lower() in ("1", "true", "yes", "on"):
                 return True
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        if "float" in kind:
-            return None if text.lower() == "none" and "None" in kind else float(text)
-        if "int" in kind:
-            return None if text.lower() == "none" and "None" in kind else int(text)
+        if f.kind == "float":
+            return float(text)
+        if f.kind == "int":
+            return int(text)
     except ValueError:
         raise ValueError(f"setting {f.name!r} expects {kind}, got {text!r}") from None
     return text
