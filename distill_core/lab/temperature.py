@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._torch import logits_of
+from ..evaluate import input_jacobian
 from ..losses import entropy, softmax_t
 from ..methods.mtard import entropy_balance
 
@@ -135,3 +137,33 @@ def ebb_simulation(logits_nat: torch.Tensor, logits_adv: torch.Tensor, tau_nat: 
         tau_nat, tau_adv = entropy_balance(tau_nat, tau_adv, h_nat, h_adv, lr_tau=lr_tau, lo=lo, hi=hi)
     cols = np.array(rows).T
     return {"step": cols[0].astype(int), "tau_nat": cols[1], "tau_adv": cols[2], "H_nat": cols[3], "H_adv": cols[4]}
+
+
+# ---------------------------------------------------------------- what the Temperature page shows of a model
+
+
+def image_curves(model: torch.nn.Module, x: torch.Tensor, temperatures: np.ndarray | list[float]) -> dict:
+    """One sample's curves over T: its logits, softmax, entropy and softmax-Jacobian norms at each T.
+
+    ``x``: one input (1, *input) in [0, 1]. Returns numpy arrays ``logits`` (C,), ``probs``
+    (len(T), C), ``entropy`` (len(T),) in nats, and :func:`softmax_jacobian_norms`'s keys. The
+    model runs once (logits and their input Jacobian), in eval mode; the T grid is arithmetic.
+    """
+    z = logits_of(model, x)[0]
+    jz = input_jacobian(model, x, wrt="logits")[0]
+    Ts = np.asarray(temperatures, dtype=np.float64)
+    probs = softmax_t(z[None].double(), torch.from_numpy(Ts)[:, None])
+    return {"logits": z.numpy(), "probs": probs.numpy(), "entropy": entropy_curve(z, Ts),
+            **softmax_jacobian_norms(z, jz, Ts)}
+
+
+def batch_entropies(model: torch.nn.Module, x: torch.Tensor, n: int, temperatures: np.ndarray | list[float],
+                    seed: int = 0) -> dict:
+    """A model's logits on ``n`` seeded samples of ``x`` and their mean entropy (nats) at each T.
+
+    Returns numpy ``logits`` (n, C) and ``entropy`` (len(T),); the samples are a seeded random
+    subset (``seed``), so two teachers see the same images.
+    """
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    z = logits_of(model, x[keep])
+    return {"logits": z.numpy(), "entropy": entropy_curve(z, temperatures)}
