@@ -2,7 +2,6 @@
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +9,11 @@ from streamlit.testing.v1 import AppTest
 
 from distill_core import zoo
 from distill_core.data import load_dataset
-from distill_core.zoo import list_zoo
+from tests._apptest import ROOT, require_zoo
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "boundary_page.py")
 NEEDED = {"moons/teacher", "moons/kd", "moons/bss", "mnist-5k/standard"}
-pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in list_zoo()},
-                                reason="the zoo is not built (python -m distill_core zoo build)")
+require_zoo(*NEEDED)
 
 
 def _figures(at: AppTest) -> list[dict]:
@@ -80,13 +77,6 @@ def test_image_slider_changes_the_image_and_its_nine_bss():
     assert after["data"][0]["z"] != before["data"][0]["z"]
     titles = [a["text"] for a in after["layout"]["annotations"]]
     assert titles[0].startswith("original: ") and sum(t.startswith("→ ") for t in titles) == 9
-
-
-def test_page_runs_under_the_router():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/boundary_page.py").run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == "Boundary-supporting samples (BSS)"
 
 
 def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):

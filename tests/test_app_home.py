@@ -1,5 +1,6 @@
 """AppTest: the router and the home page."""
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -13,9 +14,12 @@ def test_app_routes_and_home_renders_the_tradeoff_picture():
     assert at.title[0].value == "Robust Distillation Lab"
     charts = at.get("plotly_chart")
     assert len(charts) >= 4      # trade-off picture + three dataset previews
-    spec = charts[0].proto.spec
-    assert "Pareto front" in spec and "mtard" in spec
-    assert "gradient masking" in spec            # defensive-T100: apparent (PGD-CE) vs true (AutoAttack)
+    traces = json.loads(charts[0].proto.spec)["data"]
+    names = [t.get("name") for t in traces]
+    assert "Pareto front" in names and "mtard" in names
+    # defensive-T100: its apparent (PGD-CE) point is drawn apart from its true (AutoAttack) one, as masked.
+    masked = [t for t in traces if t.get("name") == "PGD-CE: masked" and t.get("mode") == "markers"]
+    assert any(t.get("text") == ["defensive-T100"] for t in masked)
     assert any("AutoAttack" in c.value for c in at.caption)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,26 +9,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core import zoo
+from tests._apptest import ROOT, chart, require_zoo, values
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "temperature_page.py")
 NEEDED = {"mnist-5k/standard", "mnist-5k/trades"}
-pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in zoo.list_zoo()},
-                                reason="needs the model zoo: python -m distill_core zoo build")
-
-
-def chart(at: AppTest, key: str) -> dict:
-    """The plotly figure (as JSON) of the chart with widget key ``key``."""
-    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert found, f"no chart {key!r}"
-    return json.loads(found[0].proto.spec)
-
-
-def values(v) -> np.ndarray:
-    """A trace's array, whether plotly wrote it as a list or as typed base64 data."""
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v, dtype=float)
+require_zoo(*NEEDED)
 
 
 def test_moving_t_changes_the_bars_at_t_only() -> None:
@@ -88,13 +71,6 @@ def test_missing_zoo_is_a_message_not_an_exception(tmp_path: Path, monkeypatch: 
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
     assert any("No model" in w.value for w in at.warning)
-
-
-def test_page_runs_under_the_router() -> None:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/temperature_page.py").run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == "Temperature"
 
 
 @pytest.mark.parametrize("name", ["moons", "digits"])

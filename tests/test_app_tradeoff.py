@@ -11,11 +11,10 @@ from distill_core import zoo
 from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
+from tests._apptest import ROOT, require_zoo
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "tradeoff_page.py")
-pytestmark = pytest.mark.skipif(not list_zoo(dataset="moons") or not list_zoo(dataset="mnist-5k"),
-                                reason="the zoo is not built (python -m distill_core zoo build)")
+require_zoo("moons/teacher", "mnist-5k/standard", "mnist-5k/defensive-T100")
 
 
 @pytest.fixture
@@ -89,13 +88,6 @@ def test_unevaluated_run_is_listed_then_evaluated(runs):
     assert summary["robustness"]["n"] == 100 and summary["robustness"]["protocol"] == "autoattack-fast"
     assert "ns-run" in _points(at)                        # on the chart now, labelled by its last 6 characters
     assert not any(b.key == "to_evaluate" for b in at.button)
-
-
-def test_page_runs_under_the_router():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/tradeoff_page.py").run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == "The accuracy-robustness trade-off"
 
 
 def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):
