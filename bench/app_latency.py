@@ -1,13 +1,13 @@
 """How fast the app answers: the calls the pages make, timed outside streamlit, and each page's warm render.
 
-    python bench/app_latency.py [--repeats 5] [--threads N] [--pages temperature,attack_lab]
+    python bench/app_latency.py [--repeats 5] [--threads N] [--pages temperature,attack-lab]
 
 1. Moving the temperature slider: the Temperature page's cached curves are looked up at the new T,
    its four T-dependent figures are built and all six serialised to JSON (what ``st.plotly_chart``
    sends) - goal < 300 ms; also the whole page's rerun under AppTest after a slider move.
 2. The Attack lab: a 40-step PGD on one mnist-5k test image against the zoo's standard model, shown
    to the page's three default models, with saliency, and its five figures - goal < 0.5 s on a CPU.
-3. Every page file in ``views/``: its first render in a fresh AppTest session under ``app.py``'s
+3. Every page (``ui.navigation.PAGES``): its first render in a fresh AppTest session under ``app.py``'s
    router (``switch_page(page).run()``), after one warm-up that fills the caches (AppTest caches
    are process-wide) - goal < 2 s.
 
@@ -31,18 +31,15 @@ import numpy as np
 import plotly.io as pio
 import torch
 
-from distill_core._torch import logits_of
 from distill_core.data import load_dataset
-from distill_core.evaluate import input_jacobian
 from distill_core.lab.attack_lab import attack_one_image
 from distill_core.lab.temperature import (
+    batch_entropies,
     ebb_simulation,
-    entropy_curve,
-    softmax_jacobian_norms,
+    image_curves,
     temperature_grid,
     temperatures_for_entropies,
 )
-from distill_core.losses import softmax_t
 from distill_core.plots.attacks import (
     attack_images_figure,
     probability_bars_figure,
@@ -59,6 +56,7 @@ from distill_core.plots.temperature import (
     softmax_bars_figure,
 )
 from distill_core.zoo import list_zoo, load_zoo_model
+from ui.navigation import PAGES, page
 
 GOALS_MS = {"temperature": 300.0, "attack": 500.0, "page": 2000.0}
 
@@ -73,20 +71,18 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def bench_temperature_slider(repeats: int) -> float:
-    """The slider path of views/temperature.py: lookups in the cached curves, six figures, JSON."""
+    """The slider path of pages/temperature_page.py: lookups in the cached curves, six figures, JSON."""
     test, info = load_dataset("mnist-5k", "test")
     model, _, _ = load_zoo_model("mnist-5k/standard")
     robust, _, _ = load_zoo_model("mnist-5k/trades")
     grid = np.array([float(f"{t:.3g}") for t in temperature_grid(0.1, 100.0, 61)])
     x = test.tensors[0][:1]
-    # what the page caches once per image / teacher pair
-    z = logits_of(model, x)[0]
-    jz = input_jacobian(model, x, "logits")[0]
-    curves = {"probs": softmax_t(z[None].double(), torch.from_numpy(grid)[:, None]).numpy(),
-              "entropy": entropy_curve(z, grid), **softmax_jacobian_norms(z, jz, grid)}
-    batch = test.tensors[0][torch.randperm(len(test.tensors[0]), generator=torch.Generator().manual_seed(0))[:256]]
-    z_nat, z_adv = logits_of(model, batch), logits_of(robust, batch)
-    h_nat, h_adv = entropy_curve(z_nat, grid), entropy_curve(z_adv, grid)
+    # what the page caches once per image / teacher pair (the same lab functions it calls)
+    curves = image_curves(model, x, grid)
+    b_nat = batch_entropies(model, test.tensors[0], 256, grid)
+    b_adv = batch_entropies(robust, test.tensors[0], 256, grid)
+    z_nat, z_adv = torch.from_numpy(b_nat["logits"]), torch.from_numpy(b_adv["logits"])
+    h_nat, h_adv = b_nat["entropy"], b_adv["entropy"]
     match = temperatures_for_entropies(z_adv, h_nat)
     sim = ebb_simulation(z_nat, z_adv)
     i_1 = int(np.argmin(np.abs(grid - 1)))
@@ -112,7 +108,7 @@ def bench_temperature_slider(repeats: int) -> float:
 
 
 def bench_attack(repeats: int) -> tuple[float, float]:
-    """The Run-attack path of views/attack_lab.py: 40-step PGD, three models, saliency, five figures."""
+    """The Run-attack path of pages/attack_lab_page.py: 40-step PGD, three models, saliency, five figures."""
     test, info = load_dataset("mnist-5k", "test")
     names = [n for n in ("mnist-5k/standard", "mnist-5k/defensive-T20", "mnist-5k/trades")
              if n in {m["name"] for m in list_zoo()}]
@@ -148,16 +144,16 @@ def bench_pages(repeats: int, only: list[str] | None) -> list[tuple[str, float |
 
     app = str(ROOT / "app.py")
     out: list[tuple[str, float | str]] = []
-    for page in sorted((ROOT / "views").glob("*.py")):
-        if only and page.stem not in only:
+    for p in PAGES:
+        if only and p.url_path not in only:
             continue
-        rel = f"views/{page.name}"
+        rel = p.file
 
         def render(rel: str = rel) -> float:
             at = AppTest.from_file(app, default_timeout=600)
             t0 = time.perf_counter()
             at.run()
-            if rel != "views/home.py":
+            if rel != page("home").file:
                 t0 = time.perf_counter()
                 at.switch_page(rel).run()
             ms = (time.perf_counter() - t0) * 1000
@@ -167,9 +163,9 @@ def bench_pages(repeats: int, only: list[str] | None) -> list[tuple[str, float |
 
         try:
             render()
-            out.append((page.name, statistics.median(render() for _ in range(repeats))))
+            out.append((p.url_path, statistics.median(render() for _ in range(repeats))))
         except Exception as e:  # noqa: BLE001 - a broken page is reported in the table, the others still run
-            out.append((page.name, f"error: {e}"[:60]))
+            out.append((p.url_path, f"error: {e}"[:60]))
     return out
 
 
@@ -177,7 +173,7 @@ def bench_slider_rerun(repeats: int) -> float:
     """The whole Temperature page rerun after a slider move (AppTest), caches warm."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "views" / "temperature.py"), default_timeout=600).run()
+    at = AppTest.from_file(str(ROOT / page("temperature").file), default_timeout=600).run()
     values = [0.1, 0.316, 1.0, 3.16, 10.0, 31.6, 100.0]
     for v in values:
         at.select_slider(key="temp_T").set_value(v).run()
@@ -189,7 +185,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--pages", default="", help="comma-separated page names to render (default: all in views/)")
+    p.add_argument("--pages", default="", help="comma-separated URL paths of the pages to render (default: all)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -207,7 +203,7 @@ def main() -> None:
         rows.append(("temperature: AppTest rerun after a slider move", bench_slider_rerun(args.repeats * 2),
                      GOALS_MS["temperature"]))
     for name, ms in bench_pages(args.repeats, only):
-        rows.append((f"first render, caches warm: views/{name}", ms, GOALS_MS["page"]))
+        rows.append((f"first render, caches warm: /{name}", ms, GOALS_MS["page"]))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'what':<{width}}  {'median ms':>10}  {'goal ms':>8}  ok")
     for name, ms, goal in rows:

@@ -12,4 +12,4 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # subprocesses too (see tests/conftest.py)
-exec python -m pytest "$@"
+exec python -m pytest --durations=25 "$@"
