@@ -1,11 +1,16 @@
 """Running a model the lab's way: in eval mode (each module's mode restored), batched, on its device.
 
-The leaf every layer may import (methods, attacks' callers, evaluate, explain, robustness,
-papers, lab)::
+The leaf every layer may import (attacks, methods, evaluate, explain, robustness, papers, lab)::
 
     with eval_mode(model):
         logits = logits_of(model, x)        # (N, classes), no gradients, on x's device
     pred = predict(model, x)                # (N,) int64
+    g = input_gradient(loss, x_req)         # d loss / d x, zeros when the model never used x
+
+A model may cut its input out of the autograd graph (``forward(x): return net(x.detach())``, a
+non-differentiable preprocessing step): its input gradient is zero, not an error. Our own code
+takes gradients with :func:`input_gradient`; third-party code that calls ``torch.autograd.grad``
+or ``backward`` itself (captum, AutoAttack) gets the model wrapped in :class:`InputPath`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,41 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def input_gradient(output: torch.Tensor, x: torch.Tensor, grad_outputs: torch.Tensor | None = None, *,
+                   retain_graph: bool | None = None) -> torch.Tensor:
+    """``d (output * grad_outputs).sum() / d x``, shaped like ``x``; zeros where the graph does not reach ``x``.
+
+    ``output``: a scalar (``grad_outputs`` None) or any tensor with ``grad_outputs`` of its shape;
+    ``x``: the leaf that requires grad. A model that detaches its input, or whose output does
+    not depend on it, gives an exactly-zero gradient (what the attacks and the masking checks
+    should see), where ``torch.autograd.grad`` alone raises a ``RuntimeError``.
+    """
+    if output.requires_grad:
+        (grad,) = torch.autograd.grad(output, x, grad_outputs=grad_outputs, retain_graph=retain_graph,
+                                      allow_unused=True)
+        if grad is not None:
+            return grad
+    return torch.zeros_like(x)
+
+
+class InputPath(nn.Module):
+    """``model`` plus a zero-valued path from the input to the output, so autograd always reaches the input.
+
+    ``forward(x) = model(x) + 0 * sum(x)`` per sample, ``x`` (N, *input): the same logits (N, classes) and the same
+    input gradient as ``model`` (plus exact zeros), but a model that detaches its input gives a
+    zero gradient instead of an error in code that differentiates it without
+    :func:`input_gradient` (captum's attributions, AutoAttack). Inputs must be finite.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out + 0 * x.flatten(1).sum(1).view(-1, *([1] * (out.dim() - 1))).to(out.dtype)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -8,8 +8,10 @@
   the adversarial direction and a random orthogonal one (the "decision-boundary slice" of
   Tramer et al. 2018), which shows how far the nearest boundary is and whether it is flat.
 
-Everything is batched, runs on the model's device with the model in eval mode (its previous
-mode is restored) and returns tensors on the input's device or numpy arrays; no plotting here.
+Everything is batched, runs on the model's device with the model in eval mode (each module's
+previous mode is restored) and returns tensors on the input's device or numpy arrays; no
+plotting here. A model that detaches its input has zero input gradients: its attributions are
+zeros, not an error.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from captum.attr import IntegratedGradients, Saliency
 from torch import nn
 
-from ._torch import eval_mode, logits_of, model_device, predict
+from ._torch import InputPath, eval_mode, input_gradient, logits_of, model_device, predict
 
 Target = int | torch.Tensor | None
 
@@ -36,11 +38,12 @@ def saliency(model: nn.Module, x: torch.Tensor, target: Target = None, abs: bool
 
     ``x``: (B, *input) in [0, 1]; ``target``: an int, a (B,) tensor of classes, or ``None`` for the
     model's prediction. Returns (B, *input) on ``x``'s device (``abs=False`` keeps the sign).
-    Gradients are taken of the logits, as captum does for a model that returns logits.
+    Gradients are taken of the logits, as captum does for a model that returns logits; zeros
+    for a model that detaches its input (captum sees it through ``_torch.InputPath``).
     """
     xd = x.detach().to(model_device(model)).requires_grad_(True)
     with eval_mode(model), torch.enable_grad():
-        attr = Saliency(model).attribute(xd, target=_targets(model, xd, target), abs=abs)
+        attr = Saliency(InputPath(model)).attribute(xd, target=_targets(model, xd, target), abs=abs)
     return attr.detach().to(x.device)
 
 
@@ -54,13 +57,14 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Target = Non
     baseline ``x'`` (default: all zeros, a black image), Gauss-Legendre quadrature over ``n_steps``
     points, evaluated ``internal_batch_size`` points at a time. Completeness: the attributions of a
     sample sum to ``logit(x) - logit(x')`` up to the quadrature error, which captum returns as the
-    convergence delta (B,) when ``return_delta`` is set. Returns (B, *input) on ``x``'s device.
+    convergence delta (B,) when ``return_delta`` is set. Returns (B, *input) on ``x``'s device
+    (zeros for a model that detaches its input).
     """
     dev = model_device(model)
     xd = x.detach().to(dev).requires_grad_(True)
     base = baseline.to(dev) if isinstance(baseline, torch.Tensor) else baseline
     with eval_mode(model), torch.enable_grad():
-        out = IntegratedGradients(model).attribute(
+        out = IntegratedGradients(InputPath(model)).attribute(
             xd, baselines=base, target=_targets(model, xd, target), n_steps=n_steps,
             internal_batch_size=internal_batch_size, return_convergence_delta=return_delta)
     if return_delta:
@@ -96,7 +100,7 @@ def _margin_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with eval_mode(model), torch.enable_grad():
         xg = x.clone().requires_grad_(True)
         top2 = model(xg).topk(2, dim=1).values
-        (grad,) = torch.autograd.grad((top2[:, 1] - top2[:, 0]).sum(), xg)
+        grad = input_gradient((top2[:, 1] - top2[:, 0]).sum(), xg)
     return grad[0]
 
 
@@ -114,6 +118,8 @@ def boundary_slice(model: nn.Module, x: torch.Tensor, direction: torch.Tensor | 
     Edges: the pixel range is enforced by clipping each point to [0, 1], so far from ``x`` the
     plane folds onto the faces of the pixel cube and distinct ``(u, v)`` may map to one image;
     ``clipped`` reports the fraction of pixels clipped at each point so a figure can shade them.
+A zero margin gradient (a model that detaches its input, or a flat region) gives no direction:
+``ValueError``, pass ``direction`` explicitly.
 
     ``x``: one image, (*input) or (1, *input); ``resolution`` must be odd so that the centre point
     is ``x`` itself. Returns numpy arrays ``u`` (R,) (columns), ``v`` (R,) (rows), ``pred`` (R, R)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from . import checkpoints
 from .data import DatasetInfo
-from .models import build_model, list_models
+from .models import list_models
 from .spec import resolve_model
 
 CIFAR_EPS, CIFAR_ALPHA = 8 / 255, 2 / 255
@@ -157,54 +157,18 @@ def method_settings(preset: Preset, config_cls: type) -> dict[str, Any]:
 
 
 def load_checkpoint(arch: str, path: str | os.PathLike, info: DatasetInfo) -> nn.Module:
-    """Build ``arch`` for ``info`` and load a bare state dict from ``path`` (``torch.load(weights_only=True)``).
+    """Build ``arch`` for ``info`` and load the checkpoint at ``path`` into it, in eval mode
+    (:func:`distill_core.checkpoints.load_checkpoint`, ``weights_only=True``).
 
     Accepted as found in the papers' released checkpoints: a state dict, or a dict holding one under
-    ``state_dict`` / ``model_state_dict`` / ``model`` / ``net``; ``module.`` (DataParallel / DDP) and
-    ``_orig_mod.`` (torch.compile) prefixes; the TRADES WideResNet's unused ``sub_block1``. A state dict
-    without this lab's ``normalize`` buffers comes from code that feeds raw [0, 1] pixels (TRADES,
-    ARD, RSLAD, MTARD), so the normalisation layer is set to the identity. Anything else that does not
-    match the architecture is a ``ValueError`` naming the keys.
+    ``state_dict`` / ``model_state_dict`` / ``model`` / ``net`` beside numbers and numpy scalars
+    (epoch, best accuracy); ``module.`` (DataParallel / DDP) and ``_orig_mod.`` (torch.compile)
+    prefixes; the TRADES WideResNet's unused ``sub_block1``. A state dict without this lab's
+    ``normalize`` buffers comes from code that feeds raw [0, 1] pixels (TRADES, ARD, RSLAD, MTARD),
+    so the normalisation layer is set to the identity. Anything else is a
+    :class:`~distill_core.checkpoints.CheckpointError` (a ``ValueError``) with a one-line message.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no checkpoint file at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a pickle with code in it, a truncated file, ...
-        raise ValueError(f"{path} is not a loadable state dict ({type(e).__name__}: {e})") from None
-    for key in ("state_dict", "model_state_dict", "model", "net"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors")
-    state = {_strip_prefixes(k): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("sub_block1.")}
-    model = build_model(arch, info)
-    own = model.state_dict()
-    for key in ("normalize.mean", "normalize.std"):
-        if key in own and key not in state:
-            state[key] = torch.zeros_like(own[key]) if key.endswith("mean") else torch.ones_like(own[key])
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit {arch!r}: missing {_few(missing)}, unexpected {_few(unexpected)}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit {arch!r}: {e}") from None
-    return model.eval()
-
-
-def _strip_prefixes(key: str) -> str:
-    for prefix in ("module.", "_orig_mod."):
-        while key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
-
-
-def _few(keys: list[str]) -> str:
-    return "none" if not keys else ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    return checkpoints.load_checkpoint(arch, path, info)
 
 
 def load_teacher(ref: str, info: Callable[[], DatasetInfo], arch: str | None = None,
@@ -213,8 +177,9 @@ def load_teacher(ref: str, info: Callable[[], DatasetInfo], arch: str | None = N
 
     ``ARCH:PATH`` (ARCH a registered model) loads a bare state dict with :func:`load_checkpoint`; a
     path ending in .pt / .pth / .tar uses ``arch`` (the preset's architecture for the role). Anything
-    else is a run folder, a run name under ``runs_dir`` or a zoo name (``jobs.resolve_model``).
-    ``info`` is called only for a checkpoint (it may load the dataset).
+    else is a run folder, a run name under ``runs_dir`` or a zoo name (``spec.resolve_model``).
+    ``info`` is called only for a checkpoint (it may load the dataset). Raises ``ValueError``
+    (``CheckpointError`` or ``RunError``, one line) for a reference that does not load.
     """
     head, sep, tail = ref.partition(":")
     if sep and head in list_models():

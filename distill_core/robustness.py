@@ -58,7 +58,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._torch import eval_mode, model_device, predict
+from ._torch import InputPath, eval_mode, input_gradient, model_device, predict
 from .attacks import pgd
 
 RECORD_KEY = "robustness"
@@ -227,13 +227,14 @@ def _frac(mask: torch.Tensor) -> float:
 
 
 def _zero_gradient_share(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Share of samples whose cross-entropy input gradient is exactly zero in float32 (masking, METHODS 1a)."""
+    """Share of samples whose cross-entropy input gradient is exactly zero in float32 (masking, METHODS 1a);
+    a model that detaches its input has zero gradients everywhere."""
     zero = 0
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
         xb = xb.clone().requires_grad_(True)
         with torch.enable_grad():
             loss = nn.functional.cross_entropy(model(xb), yb, reduction="sum")
-            (g,) = torch.autograd.grad(loss, xb)
+            g = input_gradient(loss, xb)
         zero += int((g.flatten(1).abs().sum(1) == 0).sum())
     return zero / len(x)
 
@@ -277,7 +278,8 @@ def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     Raises:
         ValueError: unknown protocol or norm, eps < 0, n out of range, labels out of range,
             inputs outside [0, 1], or a model whose output is not (N, classes). A model with
-            exactly zero gradients is not an error: its report carries the masking flags.
+            exactly zero gradients (one that detaches its input included) is not an error: its
+            report carries the masking flags.
     """
     n, classes = _validate(model, x, y, eps, norm, protocol, n)
     proto = PROTOCOLS[protocol]
@@ -344,10 +346,14 @@ def _pgd_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, correct: torch.T
 
 def _autoattack(model: nn.Module, proto: Protocol, eps: float, norm: str, seed: int, classes: int,
                 dev: torch.device):
-    """pyautoattack's AutoAttack with the standard version's settings, adjusted by ``proto``."""
+    """pyautoattack's AutoAttack with the standard version's settings, adjusted by ``proto``.
+
+    AutoAttack differentiates the model itself, so it gets it through ``_torch.InputPath``: the same
+    logits and gradients, and zeros instead of an error for a model that detaches its input.
+    """
     from pyautoattack import AutoAttack
 
-    aa = AutoAttack(model, eps=float(eps), norm=norm, seed=int(seed), device=dev, version="standard")
+    aa = AutoAttack(InputPath(model), eps=float(eps), norm=norm, seed=int(seed), device=dev, version="standard")
     aa.verbose = False
     aa.apgd_targeted.n_target_classes = max(1, min(proto.apgd_targets, classes - 1))
     aa.fab.n_target_classes = max(1, min(proto.fab_targets, classes - 1))

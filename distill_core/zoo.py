@@ -5,7 +5,7 @@
 
 ``assets/zoo/manifest.json`` records for every model its recipe (dataset, architecture,
 method and settings, trainer settings, teachers), its metrics, and the sha256 of its weights
-file. Weights are plain state dicts loaded with ``weights_only=True``.
+file. Weights are plain state dicts loaded with ``weights_only=True`` (:mod:`distill_core.checkpoints`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoints import CheckpointError, load_into
 from .data import DatasetInfo
 from .models import build_model
-from .runs import RunError, load_state_dict, load_weights
+from .runs import RunError
 
 ZOO_DIR = Path(os.environ.get("DISTILL_ZOO", Path(__file__).resolve().parents[1] / "assets" / "zoo"))
 MANIFEST = "manifest.json"
@@ -61,12 +62,21 @@ def sha256(path: Path) -> str:
 
 def load_zoo_model(name: str, zoo_dir: Path | None = None, device: str | torch.device = "cpu",
                    verify: bool = True) -> tuple[nn.Module, DatasetInfo, dict]:
-    """A zoo model in eval mode, its dataset info and manifest entry; the hash is checked first."""
+    """A zoo model in eval mode on ``device``, its dataset info and manifest entry.
+
+    The file's sha256 is checked first (``verify``). Raises ``KeyError`` for an unknown name and
+    ``RunError`` (one line) for a file that does not match its hash, is not a loadable state dict
+    or does not fit the entry's architecture.
+    """
     entry = zoo_entry(name, zoo_dir)
     path = Path(zoo_dir or ZOO_DIR) / entry["file"]
     if verify and sha256(path) != entry["sha256"]:
         raise RunError(f"zoo file {entry['file']} does not match its sha256 in the manifest: rebuild the zoo")
     info = DatasetInfo.from_dict(entry["info"])
     model = build_model(entry["model"], info, **entry.get("model_options", {}))
-    load_weights(model, load_state_dict(path), f"zoo model {name}")
+    try:
+        load_into(model, path, name=f"zoo model {name} ({entry['file']})", arch=entry["model"],
+                  identity_normalize=False)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
     return model.to(device).eval(), info, entry

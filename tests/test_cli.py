@@ -1,11 +1,18 @@
 """The command line as a user runs it: train, runs, eval, and one-line errors with status 2."""
 
+import io
+import json
 import os
+import re
+import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +140,163 @@ def test_eval_robust_on_a_broken_run_is_one_line_and_exit_2(tmp_path):
     assert res.returncode == 2, (res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+
+
+# ---------------------------------------------------------------- usage errors name a command that exists
+
+
+@pytest.mark.parametrize("args, command", [
+    ([], "python -m distill_core --help"),
+    (["frobnicate"], "python -m distill_core --help"),
+    (["--nosuch"], "python -m distill_core --help"),
+    (["train", "--bogus"], "python -m distill_core train --help"),
+    (["train", "--optimizer", "rmsprop"], "python -m distill_core train --help"),
+    (["runs", "extra"], "python -m distill_core runs --help"),
+    (["zoo"], "python -m distill_core zoo --help"),
+    (["reproduce", "nosuch"], "python -m distill_core reproduce --help"),
+])
+def test_usage_errors_point_to_the_help_of_the_command_given(args, command, capsys):
+    from distill_core.__main__ import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert err[0].endswith(f"(see `{command}`)"), err[0]
+    hint = re.search(r"see `([^`]*)`", err[0]).group(1)
+    assert shlex.split(hint)[:3] == ["python", "-m", "distill_core"] and "distill_core distill_core" not in hint
+
+
+def test_the_hinted_help_commands_exist():
+    for sub in ([], ["train"]):
+        res = cli(*sub, "--help")
+        assert res.returncode == 0 and res.stdout.startswith("usage: python -m distill_core"), res.stderr
+
+
+# ---------------------------------------------------------------- checkpoints: one error line, exit 2
+
+
+def _teacher_state() -> dict:
+    from distill_core.data import load_dataset
+    from distill_core.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("papernot-cnn", load_dataset("mnist-5k", "test")[1]).state_dict()
+
+
+def _bad_checkpoint(kind: str) -> bytes:
+    buf = io.BytesIO()
+    if kind == "garbage":
+        return b"\x00 these bytes are no checkpoint \xff" * 16
+    if kind == "pickled code":
+        class Call:
+            def __reduce__(self):
+                return (print, ("this must never run",))
+        torch.save({"state_dict": {"w": Call()}}, buf)
+    elif kind == "numpy array":
+        torch.save({"state_dict": _teacher_state(), "history": np.zeros(3)}, buf)
+    elif kind == "other architecture":
+        torch.save({"fc.weight": torch.zeros(3, 3)}, buf)
+    return buf.getvalue()
+
+
+def _one_error_line(res) -> str:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "\x1b" not in res.stderr and "weights_only" not in res.stderr and "Traceback" not in res.stderr
+    assert "this must never run" not in res.stdout + res.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pickled code", "numpy array", "other architecture"])
+def test_a_bad_teacher_checkpoint_is_one_error_line_and_exit_2(kind, tmp_path):
+    path = tmp_path / "teacher.pt"
+    path.write_bytes(_bad_checkpoint(kind))
+    runs = tmp_path / "runs"
+    res = cli("train", "--method", "kd", "--teacher", f"teacher=papernot-cnn:{path}", "--epochs", "1",
+              "--runs-dir", str(runs))
+    line = _one_error_line(res)
+    assert str(path) in line
+    assert not runs.exists() or not list(runs.iterdir())     # nothing written for a rejected command
+
+
+def test_a_teacher_checkpoint_with_numpy_scalars_and_a_wrapper_trains(tmp_path):
+    """The public-checkpoint shape: {"state_dict": {"module.<key>": ...}, "epoch": np.int64, "best_acc": np.float64}."""
+    path = tmp_path / "teacher.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in _teacher_state().items()}, "epoch": np.int64(3),
+                "best_acc": np.float64(0.9)}, path)
+    res = cli("train", "--method", "kd", "--teacher", f"teacher=papernot-cnn:{path}", "--max-steps", "1",
+              "--quiet", "--runs-dir", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    assert any(line.startswith("done: ") for line in res.stdout.splitlines()), res.stdout
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pickled code", "numpy array"])
+def test_eval_on_a_run_with_a_corrupted_model_is_one_error_line_and_exit_2(kind, tmp_path):
+    from distill_core.data import load_dataset
+    from distill_core.runs import create_run
+
+    info = load_dataset("mnist-5k", "test")[1]
+    writer = create_run(tmp_path / "runs", {"dataset": "mnist-5k", "model": "papernot-cnn", "method": "standard",
+                                            "info": info.to_dict(), "train": {"seed": 0}})
+    (writer.path / "model.pt").write_bytes(_bad_checkpoint(kind))
+    writer.finish({"status": "done"})
+    line = _one_error_line(cli("eval", str(writer.path)))
+    assert "model.pt" in line
+
+
+# ---------------------------------------------------------------- reproductions record no machine's paths
+
+
+def _stub_reproduction(monkeypatch):
+    """bss with its experiment replaced by a stub: what is left is the recording (command, log, files)."""
+    from distill_core import reproduce
+
+    module = reproduce.MODULES["bss"]
+    monkeypatch.setattr(module, "run", lambda settings, log: {"expectations": [
+        {"claim": "stub", "shown": True, "status": "shown", "detail": "recording only"}]})
+    monkeypatch.setattr(module, "markdown", lambda results: "stub tables")
+
+
+def test_a_run_into_a_folder_inside_the_repository_records_a_relative_path(monkeypatch, tmp_path, capsys):
+    from distill_core.__main__ import main
+
+    _stub_reproduction(monkeypatch)
+    (ROOT / "artifacts").mkdir(exist_ok=True)                     # git-ignored
+    out = Path(tempfile.mkdtemp(prefix="reproduce-", dir=ROOT / "artifacts"))
+    try:
+        monkeypatch.chdir(tmp_path)                                # from anywhere, given an absolute path
+        assert main(["reproduce", "bss", "--quick", "--out", str(out)]) == 0
+        results = json.loads((out / "results.json").read_text())
+        relative = out.relative_to(ROOT).as_posix()
+        assert results["command"] == f"python -m distill_core reproduce bss --quick --out {relative} --seed 0"
+        md = (out / "results.md").read_text()
+        assert results["command"] in md and str(ROOT) not in md + json.dumps(results)
+        assert f"writing to {relative}" in capsys.readouterr().err
+    finally:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_a_run_outside_the_repository_keeps_its_absolute_path_and_the_default_folder_needs_no_flag(tmp_path):
+    from distill_core.reproduce import cli_command, default_out, recorded_path
+
+    assert cli_command("bss", True, tmp_path / "x") == f"python -m distill_core reproduce bss --quick --out " \
+        f"{shlex.quote(str((tmp_path / 'x').resolve()))} --seed 0"
+    for experiment in ("papernot", "bss", "mtard"):       # the CLI passes the default folder as an absolute path
+        assert cli_command(experiment, out=default_out(experiment)) == \
+            f"python -m distill_core reproduce {experiment} --seed 0"
+    assert recorded_path(ROOT / "assets" / "x") == "assets/x"
+
+
+ABSOLUTE = re.compile(r"(?<![\w.~-])/(?:work|home|root|tmp|Users|mnt|private|var|opt|srv|data)/")
+
+
+@pytest.mark.parametrize("experiment", ["papernot", "bss", "mtard"])
+def test_the_shipped_reproductions_name_no_absolute_path(experiment):
+    folder = ROOT / "assets" / "reproductions" / experiment
+    results = json.loads((folder / "results.json").read_text())
+    assert all(not arg.startswith("/") for arg in shlex.split(results["command"])), results["command"]
+    for text in (json.dumps(results), (folder / "results.md").read_text()):
+        assert str(ROOT) not in text and not ABSOLUTE.search(text)

@@ -1,9 +1,12 @@
 """Adversarial attacks: one module per attack, one call shape, batched, with a per-step trace.
 
 Every attack is a plain function ``attack(model, x, y, *, ..., target=None, trace=None) -> x_adv``
-on a whole batch of pixels in [0, 1]; it never modifies ``x``, leaves the model's train/eval
-mode and parameter gradients alone, runs on the device the model and ``x`` are on, and
-switches gradients on for itself (it works inside ``torch.no_grad()``). The registry lets the
+on a whole batch of pixels in [0, 1]; it never modifies ``x``, runs the model in eval mode
+(every module's own train/eval mode is restored afterwards, so BatchNorm statistics never move),
+leaves parameter gradients alone, runs on the device the model and ``x`` are on, and switches
+gradients on for itself (it works inside ``torch.no_grad()``). A model that detaches its input
+(zero input gradient) is no error: the gradient attacks then return ``x`` (or their random
+start), as its gradient gives them no direction. The registry lets the
 app and the CLI take attacks by name, with defaults scaled to the dataset::
 
     from distill_core.attacks import pgd, run_attack

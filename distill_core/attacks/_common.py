@@ -1,17 +1,43 @@
-"""Pieces every attack shares: the losses they maximise, the margin, the per-step trace and
-batched input Jacobians (one forward pass for the whole batch)."""
+"""Pieces every attack shares: how an attack runs the model (:func:`runs_in_eval_mode`: eval mode, gradients
+on), the input gradient, the losses they maximise, the margin, the per-step trace and batched
+input Jacobians (one forward pass for the whole batch)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
+from .._torch import eval_mode, input_gradient
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Trace = Callable[[int, dict], Any] | list | None
 LOSSES = ("ce", "cw", "softmax")
+AttackFn = TypeVar("AttackFn", bound=Callable[..., Any])
+
+
+def runs_in_eval_mode(fn: AttackFn) -> AttackFn:
+    """Decorate an attack ``fn(model, x, ...)``: it runs with every module of the model in eval mode
+    (each module's own mode restored afterwards, also on an error) and with gradients switched on
+    (it works inside ``torch.no_grad()``).
+
+    A model left in train mode would otherwise move its BatchNorm running statistics at every
+    forward pass of the attack and give another ``x_adv`` than in eval mode. The signature is
+    kept (``inspect.signature`` sees ``fn``'s, which the registry checks options against).
+    """
+    first = next(iter(inspect.signature(fn).parameters))
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        model = args[0] if args else kwargs[first]
+        with eval_mode(model), torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def best_other(logits: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
@@ -102,12 +128,13 @@ def jacobian_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     numbers as ``torch.func.vmap(torch.func.jacrev(fn))``; on CPU, R backward passes through one
     forward graph measured faster than vmapped ones (``is_grads_batched``), whose convolution
     backward runs row by row and concatenates. Samples must not interact inside ``fn`` (a model
-    in eval mode).
+    in eval mode). Rows are zero where the graph does not reach ``x`` (a model that detaches its
+    input), see :func:`~distill_core._torch.input_gradient`.
     """
     x = x.detach().requires_grad_(True)
     out = fn(x)
     w = weights.to(out.dtype)
-    grads = [torch.autograd.grad(out, x, grad_outputs=w[r], retain_graph=r + 1 < len(w))[0] for r in range(len(w))]
+    grads = [input_gradient(out, x, w[r], retain_graph=r + 1 < len(w)) for r in range(len(w))]
     return out.detach(), torch.stack(grads)
 
 

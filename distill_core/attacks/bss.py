@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._common import input_gradient, runs_in_eval_mode
 
-@torch.enable_grad()
+
+@runs_in_eval_mode
 def craft_bss(teacher: nn.Module, x: torch.Tensor, *, target: torch.Tensor, eta: float = 0.3, eps: float = 1e-4,
               max_steps: int = 10, return_path: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Boundary-supporting samples in the paper 'Knowledge Distillation with Adversarial Samples
@@ -24,7 +26,8 @@ def craft_bss(teacher: nn.Module, x: torch.Tensor, *, target: torch.Tensor, eta:
     took over.
 
     Arguments:
-        teacher (nn.Module): maps pixels in [0, 1] to logits; mode and parameter gradients left alone.
+        teacher (nn.Module): maps pixels in [0, 1] to logits; run in eval mode (each module's mode restored
+            after), parameter gradients left alone.
         target (LongTensor): the class k (N,) to move towards; see :func:`sample_bss_targets`.
         eta (float): step scale. (Default: 0.3)
         eps (float): keeps the step non-zero on the boundary. (Default: 1e-4)
@@ -55,7 +58,7 @@ def craft_bss(teacher: nn.Module, x: torch.Tensor, *, target: torch.Tensor, eta:
         if not active.any():
             break
         margin = logits.gather(1, base[:, None]).squeeze(1) - logits.gather(1, target[:, None]).squeeze(1)
-        (grad,) = torch.autograd.grad(margin.sum(), x_req)
+        grad = input_gradient(margin.sum(), x_req)
         grad_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
         scale = torch.where(active, eta * (margin.detach() + eps) / grad_norm, torch.zeros_like(grad_norm))
         x_i = torch.clamp(x_i - scale.view(view) * grad, min=0, max=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import Trace, emit, margin
+from ._common import Trace, emit, margin, runs_in_eval_mode
 
 
-@torch.enable_grad()
+@runs_in_eval_mode
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, c: float = 1e-3, kappa: float = 0.0,
           steps: int = 100, lr: float = 0.1, binary_search_steps: int = 9, target: torch.Tensor | None = None,
           trace: Trace = None) -> torch.Tensor:
@@ -26,7 +26,8 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, c: float = 1e-3
     unchanged.
 
     Arguments:
-        model (nn.Module): maps pixels in [0, 1] to logits; mode and parameter gradients left alone.
+        model (nn.Module): maps pixels in [0, 1] to logits; run in eval mode (each module's mode restored
+            after), parameter gradients left alone.
         c (float): initial trade-off constant, per sample. (Default: 1e-3, C&W's)
         kappa (float): confidence: success needs the wrong class ahead by more than kappa. (Default: 0.0)
         steps (int): Adam steps per binary-search step. (Default: 100)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import Trace
+from ._common import Trace, runs_in_eval_mode
 from .pgd import pgd
 
 
+@runs_in_eval_mode
 def cw_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int = 20,
             kappa: float = 50.0, random_start: bool | str = True, target: torch.Tensor | None = None,
             trace: Trace = None) -> torch.Tensor:
@@ -22,7 +23,8 @@ def cw_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, a
     Distance Measure : Linf
 
     Arguments:
-        model (nn.Module): maps pixels in [0, 1] to logits; mode and parameter gradients left alone.
+        model (nn.Module): maps pixels in [0, 1] to logits; run in eval mode (each module's mode restored
+            after), parameter gradients left alone.
         eps (float): Linf budget (the papers: 8/255 on CIFAR-10).
         alpha (float): step size (the papers: 2/255).
         steps (int): number of PGD steps. (Default: 20)

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Trace, emit, jacobian_rows, per_sample_norm
+from ._common import Trace, emit, jacobian_rows, per_sample_norm, runs_in_eval_mode
 
 
-@torch.enable_grad()
+@runs_in_eval_mode
 def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, overshoot: float = 0.02, steps: int = 50,
              num_classes: int | None = None, trace: Trace = None) -> torch.Tensor:
     r"""DeepFool in the paper 'DeepFool: a simple and accurate method to fool deep neural networks'
@@ -26,7 +26,8 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, overshoot: f
     come back unchanged.
 
     Arguments:
-        model (nn.Module): maps pixels in [0, 1] to logits; mode and parameter gradients left alone.
+        model (nn.Module): maps pixels in [0, 1] to logits; run in eval mode (each module's mode restored
+            after), parameter gradients left alone.
         overshoot (float): how far past the boundary to go. (Default: 0.02)
         steps (int): maximum number of steps. (Default: 50)
         num_classes (int | None): consider ``y`` and the ``num_classes - 1`` classes with the

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import LossFn, Trace, attack_loss, emit, per_sample_norm
+from ._common import LossFn, Trace, attack_loss, emit, input_gradient, per_sample_norm, runs_in_eval_mode
 
 
-@torch.enable_grad()
+@runs_in_eval_mode
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, target: torch.Tensor | None = None,
          loss: str | LossFn = "ce", trace: Trace = None) -> torch.Tensor:
     r"""FGSM in the paper 'Explaining and harnessing adversarial examples'
@@ -19,7 +19,8 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, targ
     ``x' = clip(x + eps * sign(grad_x loss), 0, 1)``; targeted, it descends the loss to the target.
 
     Arguments:
-        model (nn.Module): maps pixels in [0, 1] to logits; its mode and parameter gradients are left alone.
+        model (nn.Module): maps pixels in [0, 1] to logits; run in eval mode (each module's mode restored
+            after), parameter gradients left alone.
         eps (float): step size = Linf budget. ``eps = 0`` returns ``x``.
         target (LongTensor | None): target classes (N,) for a targeted attack. (Default: None)
         loss (str | callable): ``"ce"``, ``"cw"``, ``"softmax"`` or ``loss(logits, labels) -> (N,)``,
@@ -42,7 +43,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, targ
     x_req = x.clone().requires_grad_(True)
     logits = model(x_req)
     loss_per_sample = attack_loss(loss, logits, y, target)
-    (grad,) = torch.autograd.grad(loss_per_sample.sum(), x_req)
+    grad = input_gradient(loss_per_sample.sum(), x_req)
     x_adv = torch.clamp(x + eps * grad.sign(), min=0, max=1)
     if trace is not None:
         emit(trace, 0, logits, y, target, loss_per_sample, dist=torch.zeros(len(x)))

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Trace, emit, jacobian_rows
+from ._common import Trace, emit, jacobian_rows, runs_in_eval_mode
 
 PAIR_BUDGET = 2**24          # pair scores held at once (~200 MB of temporaries)
 
 
-@torch.enable_grad()
+@runs_in_eval_mode
 def jsma(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor, theta: float = 1.0,
          gamma: float = 0.1, on: str = "logits", temperature: float = 1.0, chunk: int | None = None,
          stats: dict | None = None, trace: Trace = None) -> torch.Tensor:
@@ -38,7 +38,8 @@ def jsma(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Te
     per sample) stay fast and in memory.
 
     Arguments:
-        model (nn.Module): maps pixels in [0, 1] to logits; mode and parameter gradients left alone.
+        model (nn.Module): maps pixels in [0, 1] to logits; run in eval mode (each module's mode restored
+            after), parameter gradients left alone.
         y (LongTensor): true classes (N,); the attack only needs ``target``, ``y`` keeps the common call.
         target (LongTensor): target classes (N,). Required: JSMA is targeted.
         theta (float): change of a chosen feature; the paper's +1 sets pixels to 1. (Default: 1.0)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import LossFn, Trace, attack_loss, emit, per_sample_norm
+from ._common import LossFn, Trace, attack_loss, emit, input_gradient, per_sample_norm, runs_in_eval_mode
 
 NORMS = ("linf", "l2")
 STARTS = {True: "uniform", "uniform": "uniform", "normal": "normal", False: "none", "none": "none"}
 
 
-@torch.enable_grad()
+@runs_in_eval_mode
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float, steps: int,
         norm: str = "linf", random_start: bool | str = True, start_std: float = 0.001, loss: str | LossFn = "ce",
         kappa: float = 50.0, temperature: float = 1.0, target: torch.Tensor | None = None,
@@ -27,8 +27,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     moves pixels towards ``x``).
 
     Arguments:
-        model (nn.Module): maps pixels in [0, 1] to logits. Its train/eval mode and parameter
-            gradients are left as they are (callers put it in eval mode).
+        model (nn.Module): maps pixels in [0, 1] to logits. It runs in eval mode (each module's
+            mode is restored afterwards); parameter gradients are left as they are. A model that
+            detaches its input gets a zero gradient, so ``x_adv`` is the (projected) start.
         eps (float): radius of the ball, in pixel units. ``eps = 0`` returns ``x`` bitwise.
         alpha (float): step size.
         steps (int): number of steps.
@@ -69,7 +70,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
         x_adv.requires_grad_(True)
         logits = model(x_adv)
         loss_per_sample = attack_loss(loss, logits, y, target, kappa=kappa, temperature=temperature)
-        (grad,) = torch.autograd.grad(loss_per_sample.sum(), x_adv)
+        grad = input_gradient(loss_per_sample.sum(), x_adv)
         x_adv = x_adv.detach()
         if trace is not None:
             emit(trace, step, logits, y, target, loss_per_sample, dist=per_sample_norm(x_adv - x, norm))

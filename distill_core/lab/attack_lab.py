@@ -81,7 +81,9 @@ def attack_one_image(models: dict[str, nn.Module], attacked: str, x: torch.Tenso
     with the dataset's defaults updated by ``params`` (``eps=``, ``steps=``, ``loss=``, ...), and
     ``target`` (a class) for a targeted attack. The RNG is seeded with ``seed`` (random starts)
     inside a forked RNG state, so the same settings give the same image and the caller's RNG is
-    untouched. Raises ``KeyError`` for an unknown ``attacked`` and ``ValueError`` for bad options.
+    untouched. Every model runs in eval mode (each module's own mode is restored, BatchNorm
+    statistics never move); a model that detaches its input gets ``x_adv`` = its start and zero
+    saliency. Raises ``KeyError`` for an unknown ``attacked`` and ``ValueError`` for bad options.
     """
     model = models[attacked]
     x = x.detach().float().cpu()

@@ -16,10 +16,12 @@ returning the measurements and the checked expectations, and ``markdown(results)
 Robust accuracy is always :func:`distill_core.robustness.evaluate_robustness` (AutoAttack); each
 model's whole report is stored under ``robustness`` and the protocol's label and library version
 with the run. ``results.json`` holds ``experiment``, ``quick``, ``settings``, ``seconds``,
-``command``, the experiment's data and ``expectations`` (``[{"claim", "shown", "status",
-"detail"}]``: did the paper's effect show on this data, and by how much; ``status`` is ``shown``,
-``not shown`` or ``did not train`` (a model the claim rests on is within 5 points of chance), and
-``shown`` is ``status == "shown"``). Progress goes to stderr.
+``command`` (the command line that reruns it from the repository root; an output folder under the
+repository is recorded relative to it, so no machine's paths ship), the experiment's data and
+``expectations`` (``[{"claim", "shown", "status", "detail"}]``: did the paper's effect show on
+this data, and by how much; ``status`` is ``shown``, ``not shown`` or ``did not train`` (a model
+the claim rests on is within 5 points of chance), and ``shown`` is ``status == "shown"``).
+Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -40,27 +42,44 @@ from . import bss, mtard, papernot
 from ._common import Log, ReproductionError, expectation_status, jsonable
 
 __all__ = ["EXPERIMENTS", "ReproductionError", "check_options", "cli_command", "default_out", "expectation_status",
-           "run_reproduction", "stderr_log"]
+           "recorded_path", "run_reproduction", "stderr_log"]
 
 MODULES: dict[str, ModuleType] = {"papernot": papernot, "bss": bss, "mtard": mtard}
 EXPERIMENTS = tuple(MODULES)
 TITLES = {"papernot": "Defensive distillation (Papernot et al., IEEE S&P 2016) and its breaking (Carlini & Wagner)",
           "bss": "Boundary-supporting samples with scarce data (Heo et al., AAAI 2019)",
           "mtard": "Multi-teacher adversarial robustness distillation, MTARD (Zhao et al., ECCV 2022)"}
-REPRODUCTIONS_DIR = Path(__file__).resolve().parents[2] / "assets" / "reproductions"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPRODUCTIONS_DIR = REPO_ROOT / "assets" / "reproductions"
 
 
 def default_out(experiment: str) -> Path:
-    """Where a full run writes by default: ``assets/reproductions/<experiment>/`` in the repository."""
+    """Where a full run writes by default: ``assets/reproductions/<experiment>/`` in the repository (absolute)."""
     return REPRODUCTIONS_DIR / experiment
+
+
+def recorded_path(path: str | Path) -> str:
+    """``path`` as a results file records it: relative to the repository root (POSIX separators) when
+    it lies under it, so shipped results name no machine's folders; absolute otherwise. A relative
+    ``path`` is taken from the current directory."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(resolved)
 
 
 def cli_command(experiment: str, quick: bool = False, out: str | Path | None = None, seed: int = 0,
                 train_teachers: bool = False) -> str:
-    """The command line that reruns a reproduction with these options."""
+    """The command line that reruns a reproduction with these options, from the repository root.
+
+    ``--out`` is left out when ``out`` is the default folder (:func:`default_out`) and written as
+    :func:`recorded_path` otherwise (relative to the repository root when under it).
+    """
     args = ["python", "-m", "distill_core", "reproduce", experiment]
     args += ["--quick"] if quick else []
-    args += ["--out", str(out)] if out is not None else []
+    if out is not None and Path(out).expanduser().resolve() != default_out(experiment).resolve():
+        args += ["--out", recorded_path(out)]
     args += ["--seed", str(seed)]
     args += ["--train-teachers"] if train_teachers else []
     return shlex.join(args)
@@ -110,7 +129,7 @@ def run_reproduction(experiment: str, *, quick: bool = False, out: str | Path | 
     settings = module.settings(quick, seed, **kwargs)
     log = log or stderr_log(experiment)
     command = cli_command(experiment, quick, out, seed, train_teachers)
-    log(f"{'quick' if quick else 'full'} run, seed {seed}, writing to {out}")
+    log(f"{'quick' if quick else 'full'} run, seed {seed}, writing to {recorded_path(out)}")
 
     start = time.perf_counter()
     data = module.run(settings, log)
@@ -123,7 +142,7 @@ def run_reproduction(experiment: str, *, quick: bool = False, out: str | Path | 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "results.json", results)
     atomic_write_bytes(out / "results.md", markdown(results, module).encode())
-    log(f"done in {seconds:.1f} s: {out / 'results.json'}, {out / 'results.md'}")
+    log(f"done in {seconds:.1f} s: {recorded_path(out / 'results.json')}, {recorded_path(out / 'results.md')}")
     return results
 
 
