@@ -119,8 +119,7 @@ def bench_attack(repeats: int) -> tuple[float, float]:
     def run() -> None:
         res = attack_one_image(models, names[0], x, y, "pgd", info=info, eps=0.3, alpha=0.01, steps=40)
         attack_only.append(res.seconds * 1000)
-        rows = [{"model": k, "p_true_before": float(pb[y]), "p_true_after": float(pa[y]), "fooled": pa.argmax() != y}
-                for k, (pb, pa) in res.probs.items()]
+        rows = res.transfer_rows(info.class_names)
         figs = [attack_images_figure(res.x, res.x_adv),
                 probability_bars_figure(*res.probs[names[0]], info.class_names, y),
                 trajectory_figure(res.series, info.class_names), saliency_pair_figure(*res.saliency),

@@ -219,7 +219,7 @@ if stored["key"] != settings_key:
 res = stored["result"]
 p_before, p_after = res.probs[res.attacked]
 pred_before, pred_after = res.pred_before, res.pred_after
-delta = (res.x_adv - res.x).ravel()
+norms = res.norms()
 names = info.class_names
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Prediction before", names[pred_before], f"p = {p_before[pred_before]:.3f}", **PLAIN)
@@ -227,8 +227,7 @@ verdict = ("fooled" if res.success else "not fooled") if res.target is None else
     ("target reached" if res.success else "target not reached")
 m2.metric("Prediction after", names[pred_after], f"p = {p_after[pred_after]:.3f} · {verdict}",
           **PLAIN)
-m3.metric("Perturbation", f"Linf {np.abs(delta).max():.3f}", f"L2 {np.linalg.norm(delta):.2f} · "
-          f"L0 {int((delta != 0).sum())} px", **PLAIN)
+m3.metric("Perturbation", f"Linf {norms['linf']:.3f}", f"L2 {norms['l2']:.2f} · L0 {norms['l0']} px", **PLAIN)
 m4.metric("Attack time", f"{res.seconds * 1000:.0f} ms", f"{stored['attack']} on {res.attacked}", **PLAIN)
 
 st.plotly_chart(attack_images_figure(res.x, res.x_adv), key="atk_images")
@@ -250,13 +249,7 @@ with s1:
                "each map scaled to its own maximum.")
 with s2:
     st.subheader("Transfer to the other models")
-    rows = []
-    for label, (pb, pa) in res.probs.items():
-        rows.append({"model": label + (" (attacked)" if label == res.attacked else ""),
-                     "pred before": names[int(pb.argmax())], "p before": float(pb.max()),
-                     "pred after": names[int(pa.argmax())], "p after": float(pa.max()),
-                     "p_true_before": float(pb[res.y]), "p_true_after": float(pa[res.y]),
-                     "fooled": int(pa.argmax()) != res.y})
+    rows = res.transfer_rows(names)
     st.plotly_chart(transfer_figure(rows), key="atk_transfer")
     st.dataframe([{k: v for k, v in r.items() if not k.startswith("p_true")} for r in rows], hide_index=True,
                  key="atk_transfer_table")

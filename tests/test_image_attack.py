@@ -72,3 +72,21 @@ def test_trace_series_empty_and_partial_keys() -> None:
              {"step": 1, "loss": torch.tensor([0.5, 2.5]), "pred": torch.tensor([2, 0])}]
     s = trace_series(trace, sample=0)
     assert list(s["loss"]) == [1.0, 0.5] and list(s["pred"]) == [1, 2] and "c" not in s
+
+
+def test_result_norms_and_transfer_rows_describe_the_perturbation_and_each_model() -> None:
+    import numpy as np
+
+    from distill_core.lab.attack_lab import ImageAttackResult
+
+    x = np.zeros((1, 1, 2, 2), dtype=np.float32)
+    x_adv = x.copy()
+    x_adv[0, 0, 0, 0], x_adv[0, 0, 1, 1] = 0.3, -0.4
+    probs = {"a": (np.array([0.9, 0.1]), np.array([0.2, 0.8])), "b": (np.array([0.7, 0.3]), np.array([0.6, 0.4]))}
+    res = ImageAttackResult(x, x_adv, y=0, target=None, attacked="a", probs=probs,
+                            saliency=(x, x), series={}, seconds=0.0)
+    assert res.norms() == {"linf": pytest.approx(0.4), "l2": pytest.approx(0.5), "l0": 2}
+    rows = res.transfer_rows(["zero", "one"])
+    assert [r["model"] for r in rows] == ["a (attacked)", "b"]
+    assert [r["fooled"] for r in rows] == [True, False]
+    assert rows[0]["pred after"] == "one" and rows[0]["p_true_after"] == pytest.approx(0.2)

@@ -50,6 +50,25 @@ class ImageAttackResult:
         """Untargeted: the attacked model no longer predicts ``y``; targeted: it predicts ``target``."""
         return self.pred_after == self.target if self.target is not None else self.pred_after != self.y
 
+    def norms(self) -> dict[str, float]:
+        """The perturbation's size: ``linf`` (max |delta|), ``l2`` (Euclidean) and ``l0`` (pixels changed), in
+        pixel units of [0, 1]."""
+        delta = (self.x_adv - self.x).ravel()
+        return {"linf": float(np.abs(delta).max(initial=0.0)), "l2": float(np.linalg.norm(delta)),
+                "l0": int((delta != 0).sum())}
+
+    def transfer_rows(self, class_names: list[str] | tuple[str, ...]) -> list[dict]:
+        """One row per model: its prediction and top probability before and after, the probability of the
+        true class ``y`` before and after (``p_true_before``, ``p_true_after``) and whether it was fooled."""
+        rows = []
+        for label, (pb, pa) in self.probs.items():
+            rows.append({"model": label + (" (attacked)" if label == self.attacked else ""),
+                         "pred before": class_names[int(pb.argmax())], "p before": float(pb.max()),
+                         "pred after": class_names[int(pa.argmax())], "p after": float(pa.max()),
+                         "p_true_before": float(pb[self.y]), "p_true_after": float(pa[self.y]),
+                         "fooled": int(pa.argmax()) != self.y})
+        return rows
+
 
 def trace_series(trace: list[dict], sample: int = 0) -> dict[str, np.ndarray]:
     """An attack's ``trace`` list (one dict of (N,) tensors per step) as per-step arrays for one sample.
