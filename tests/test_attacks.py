@@ -38,15 +38,6 @@ from tests._attack_fixtures import digits_model
 HYPOTHESIS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second CPU thread only adds synchronisation (ruinous on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mlp():
     """An MLP trained on 8x8 digits (about 97 % test accuracy) and 40 test images it classifies correctly."""

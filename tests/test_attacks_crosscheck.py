@@ -12,15 +12,6 @@ from distill_core.attacks import cw_l2, deepfool, fgsm, jsma, pgd
 from tests._attack_fixtures import digits_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A small CNN: a second CPU thread only adds synchronisation (ruinous on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cnn():
     """small-cnn trained briefly on 8x8 digits, and 24 test images it classifies correctly."""

@@ -34,15 +34,6 @@ from distill_core.evaluate import (
 from distill_core.models import build_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (2-thread OpenMP spin-waits dominate on a shared CPU); restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(model_name: str, dataset: str, epochs: int, lr: float, seed: int = 0):
     """A seeded tiny model trained with Adam (batch 64), its test set and the dataset info."""
     torch.manual_seed(seed)

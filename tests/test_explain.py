@@ -13,15 +13,6 @@ from distill_core.explain import boundary_slice, decision_grid, integrated_gradi
 from distill_core.models import build_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (2-thread OpenMP spin-waits dominate on a shared CPU); restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(model_name: str, dataset: str, epochs: int, lr: float) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A seeded tiny model trained with Adam (batch 64) and its test set."""
     torch.manual_seed(0)
