@@ -112,6 +112,7 @@ class Method:
     summary: ClassVar[str] = ""
     Config: ClassVar[type] = type(None)
     teacher_roles: ClassVar[tuple[str, ...]] = ()
+    control_keys: ClassVar[tuple[str, ...]] = ()     # live values the method reads from state.controls
 
     def __init__(self, model: nn.Module, config: Any = None, teachers: Mapping[str, nn.Module] | None = None,
                  info: DatasetInfo | None = None):

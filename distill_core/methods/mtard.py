@@ -170,6 +170,7 @@ class MTARD(Method):
     summary = "MTARD: clean + robust teacher, temperatures balanced by entropy (EBB), weights by loss (NLB)"
     Config = MTARDConfig
     teacher_roles = ("clean_teacher", "robust_teacher")
+    control_keys = CONTROL_KEYS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
