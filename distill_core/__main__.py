@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -21,9 +22,26 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors ending in the help command of the (sub)command that failed:
+    ``(see `python -m distill_core --help`)`` or ``(see `python -m distill_core train --help`)``."""
+
+    subcommands: dict[str, argparse.ArgumentParser] | None = None    # set on the top-level parser
+
     def error(self, message: str):  # one clear line instead of usage + message
-        raise UsageError(f"{message} (see `python -m distill_core {self.prog.split()[-1]} --help`)"
-                         if " " in self.prog else f"{message} (see `python -m distill_core --help`)")
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a subcommand's unknown flags from the top-level parser; name the subcommand's help.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = (self.subcommands or {}).get(getattr(parsed, "command", None), self)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _one_line(message: str) -> str:
+    """An error message as one plain line (no terminal colour codes), as the CLI promises."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", message).split())
 
 
 def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
@@ -43,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = _Parser(prog="python -m distill_core", description="Robust Distillation Lab: train, evaluate and list runs.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.subcommands = sub.choices
 
     t = sub.add_parser("train", help="train a model with a method; writes a run folder")
     t.add_argument("--preset", choices=list_presets(), default=None, metavar="NAME",
@@ -246,16 +265,18 @@ def cmd_runs(args) -> int:
     if not runs:
         print(f"no runs in {args.runs_dir}")
         return EXIT_OK
-    print(f"{'name':<58} {'status':<9} {'method':<10} {'dataset':<10} {'model':<13} {'epochs':>6} {'test acc':>9} "
+    print(f"{'name':<58} {'status':<11} {'method':<10} {'dataset':<10} {'model':<13} {'epochs':>6} {'test acc':>9} "
           f"{'robust':>8}")
     for r in runs:
         row = r.row()
         acc = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.2%}"
         rob = "" if row["robust_accuracy"] is None else f"{row['robust_accuracy']:.2%}"
-        print(f"{row['name']:<58} {row['status']:<9} {row['method'] or '':<10} {row['dataset'] or '':<10} "
+        print(f"{row['name']:<58} {row['status']:<11} {row['method'] or '':<10} {row['dataset'] or '':<10} "
               f"{row['model'] or '':<13} {row['epochs'] if row['epochs'] is not None else '':>6} {acc:>9} {rob:>8}")
         if r.broken:
             print(f"    broken: {r.error}")
+        elif r.interrupted:
+            print(f"    interrupted: {r.interrupted}")
     return EXIT_OK
 
 
@@ -461,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_reproduce(args)
         return cmd_list(args.command)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -3,20 +3,31 @@
     runs/2026-11-22_101500-standard-mnist-5k-papernot-cnn-3f2a/
         config.json     what was trained: dataset (+ its info), model, method and its settings, trainer settings
         metrics.jsonl   one JSON record per epoch (train loss, test accuracy, ...)
-        model.pt        the state dict only, loaded with ``torch.load(..., weights_only=True)``
-        summary.json    method, dataset, model, status, epochs, seconds, test_accuracy, and once evaluated
-                        the robustness record under "robustness" (schema: robustness.py)
+        model.pt        the state dict only, loaded with ``torch.load(..., weights_only=True)``; rewritten at
+                        the end of every epoch and at the end of the run
+        summary.json    method, dataset, model, status, epochs, seconds, test_accuracy, the writing process
+                        (pid, host, process_start), and once evaluated the robustness record under
+                        "robustness" (schema: robustness.py)
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half
 a file. A folder whose config or summary is missing or unreadable is listed as *broken* with
 the reason, never raised: one bad folder must not take a page down.
+
+A run's status (:data:`STATUSES`) is what its summary says, except that a run still marked
+``running`` whose process is gone reads as ``interrupted`` (killed, out of memory, server
+restarted): on the writer's host the process id and its start time are checked; from another
+host, a summary.json untouched for :data:`STALE_AFTER_S` seconds (the writer touches it at least
+every :data:`HEARTBEAT_S` seconds while training) means the run is dead. An interrupted run keeps
+the model.pt of its last finished epoch and can be deleted; a live one (:func:`is_live`) cannot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -27,12 +38,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoints import CheckpointError, fit_state_dict, read_state_dict
 from .data import DatasetInfo
 from .models import build_model
 from .robustness import read_record
 
 CONFIG, METRICS, MODEL, SUMMARY = "config.json", "metrics.jsonl", "model.pt", "summary.json"
 DEFAULT_RUNS_DIR = os.environ.get("DISTILL_RUNS", "runs")
+# "running" while a process trains it; the Trainer's endings; then the two that only a reader assigns.
+STATUSES = ("running", "done", "stopped", "diverged", "error", "interrupted", "broken")
+HEARTBEAT_S = 30.0      # a training process touches its summary.json at least this often (seconds)
+STALE_AFTER_S = 600.0   # a "running" summary untouched this long, seen from another host: interrupted
 
 
 class RunError(ValueError):
@@ -70,7 +86,12 @@ def _json_default(o: Any) -> Any:
 
 
 class RunWriter:
-    """Writes one run folder; the Trainer calls :meth:`log`, :meth:`save_model` and :meth:`finish`."""
+    """Writes one run folder; the Trainer calls :meth:`checkpoint` after every epoch, :meth:`heartbeat`
+    between steps, and :meth:`save_model` + :meth:`finish` at the end.
+
+    The summary records the writing process (``pid``, ``host``, ``process_start``) so that a
+    reader can tell a live run from a killed one (:func:`read_run`).
+    """
 
     def __init__(self, path: Path, config: dict):
         self.path = Path(path)
@@ -80,7 +101,9 @@ class RunWriter:
         self.created = time.time()
         self._summary = {"name": self.path.name, "method": config.get("method"), "dataset": config.get("dataset"),
                          "model": config.get("model"), "status": "running", "epochs": 0, "seconds": 0.0,
-                         "test_accuracy": None, "created": self.created}
+                         "test_accuracy": None, "created": self.created, "pid": os.getpid(),
+                         "host": socket.gethostname(), "process_start": _process_start(os.getpid())}
+        self._last_beat = time.monotonic()
         # Written under a hidden name and renamed into place, so a listing never sees a folder
         # without its config and summary (list_runs skips dot-folders).
         staging = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:6]}.creating")
@@ -95,22 +118,84 @@ class RunWriter:
             f.write(json.dumps(record, default=_json_default) + "\n")
 
     def save_model(self, model: nn.Module) -> None:
-        """Save the state dict (tensors only: loadable with ``weights_only=True``)."""
+        """Save the state dict (tensors only: loadable with ``weights_only=True``), atomically: written
+        and flushed to disk under a temporary name, then renamed over model.pt."""
         state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
         tmp = self.path / f".{MODEL}.{uuid.uuid4().hex}.tmp"
         try:
-            torch.save(state, tmp)
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, self.path / MODEL)
         finally:
             tmp.unlink(missing_ok=True)
 
+    def checkpoint(self, model: nn.Module, record: dict) -> None:
+        """The end of an epoch: save the model, append the epoch's metrics ``record`` (its ``epoch``
+        and ``step`` counts, ``test_accuracy`` when the epoch was evaluated) and bring the summary up
+        to date, in that order, so the summary never claims an epoch model.pt does not hold.
+        A run killed later keeps this model (status ``interrupted``)."""
+        self.save_model(model)
+        self.log(record)
+        self._summary.update(epochs=record["epoch"], steps=record.get("step"),
+                             test_accuracy=record.get("test_accuracy"),
+                             seconds=round(time.time() - self.created, 3))
+        atomic_write_json(self.path / SUMMARY, self._summary)
+        self._last_beat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Show that the run is alive: touch summary.json, at most once per :data:`HEARTBEAT_S` seconds
+        (cheap to call every step)."""
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_S:
+            self._last_beat = now
+            with contextlib.suppress(OSError):   # a missed beat is harmless; the next one retries
+                os.utime(self.path / SUMMARY)
+
     def finish(self, summary: dict) -> None:
+        """Merge the Trainer's final ``summary`` (status, reason, epochs, ...) and write it."""
         self._summary.update(summary)
         atomic_write_json(self.path / SUMMARY, self._summary)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # DistributedDataParallel / torch.compile wrappers
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); ``[]`` when Linux has no
+    such process, None where there is no /proc to ask."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return [] if Path("/proc/self/stat").exists() else None
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()   # the name, in parentheses, may hold spaces
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), to tell it from a later process
+    given the same id; None where unknown."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    """Whether process ``pid`` of this host still runs (and is the one that started at ``started``)."""
+    fields = _proc_stat(pid)
+    if fields is not None:
+        if not fields or fields[0] in ("Z", "X"):     # gone, or a zombie waiting for its parent
+            return False
+        return started is None or len(fields) <= 19 or fields[19] == started
+    try:
+        os.kill(pid, 0)                                # signal 0: existence check only (POSIX)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                            # it exists, under another user
+        return True
+    return True
 
 
 def new_run_name(config: dict) -> str:
@@ -135,6 +220,7 @@ class Run:
     summary: dict = field(default_factory=dict)
     broken: bool = False
     error: str = ""
+    interrupted: str = ""    # why a run its summary calls "running" is dead ("" otherwise)
 
     @property
     def name(self) -> str:
@@ -142,7 +228,10 @@ class Run:
 
     @property
     def status(self) -> str:
-        return "broken" if self.broken else str(self.summary.get("status", "unknown"))
+        """One of :data:`STATUSES`: ``broken``, ``interrupted``, or the summary's status."""
+        if self.broken:
+            return "broken"
+        return "interrupted" if self.interrupted else str(self.summary.get("status", "unknown"))
 
     def row(self) -> dict:
         """A flat dict for tables (runs list, trade-off page); robustness None when not evaluated."""
@@ -155,7 +244,7 @@ class Run:
                 "robust_accuracy": None if rec is None else rec.robust_accuracy,
                 "apparent_robust_accuracy": None if rec is None else rec.apparent_robust_accuracy,
                 "robust_protocol": None if rec is None else rec.protocol,
-                "learned": s.get("learned"), "created": s.get("created"), "error": self.error}
+                "learned": s.get("learned"), "created": s.get("created"), "error": self.error or self.interrupted}
 
 
 def _read_json(path: Path) -> dict:
@@ -167,7 +256,11 @@ def _read_json(path: Path) -> dict:
 
 
 def read_run(path: str | os.PathLike) -> Run:
-    """Read a run folder; never raises for a bad folder (it comes back ``broken``)."""
+    """Read a run folder; never raises for a bad folder (it comes back ``broken``).
+
+    A summary saying ``running`` whose process is gone reads as ``interrupted``, with the reason
+    in ``Run.interrupted`` (see the module docstring for how death is detected).
+    """
     path = Path(path)
     run = Run(path)
     try:
@@ -175,9 +268,41 @@ def read_run(path: str | os.PathLike) -> Run:
         run.summary = _read_json(path / SUMMARY)
         if run.summary.get("status") in ("done", "stopped", "diverged") and not (path / MODEL).exists():
             raise FileNotFoundError("model.pt is missing")
+        if run.summary.get("status") == "running":
+            run.interrupted = _why_dead(path, run.summary)
     except (OSError, ValueError) as e:
         run.broken, run.error = True, f"{type(e).__name__}: {e}"
     return run
+
+
+def _why_dead(path: Path, summary: dict) -> str:
+    """Why the run at ``path``, whose summary says running, is not training any more; "" while it is.
+
+    On the writer's host (POSIX) the process decides: gone, a zombie, or its id reused by a later
+    process means dead, and a live process is never called dead. Elsewhere (another host, a run
+    written before the summary held a process id, Windows) a summary.json untouched for
+    :data:`STALE_AFTER_S` seconds does.
+    """
+    pid, host = summary.get("pid"), summary.get("host")
+    if isinstance(pid, int) and host == socket.gethostname() and os.name == "posix":
+        if _process_alive(pid, summary.get("process_start")):
+            return ""
+        why = f"its process {pid} on {host} is gone"
+    else:
+        quiet = time.time() - (path / SUMMARY).stat().st_mtime
+        if quiet <= STALE_AFTER_S:
+            return ""
+        why = f"no sign of life for {quiet / 60:.0f} min" + (f" from process {pid} on {host}" if pid else "")
+    epochs = summary.get("epochs") or 0
+    kept = (f"model.pt holds epoch {epochs}" if epochs and (path / MODEL).exists()
+            else "no epoch finished, so there is no model.pt")
+    return f"{why}; {kept}"
+
+
+def is_live(run: Run) -> bool:
+    """True while a process is training ``run`` (status ``running``, not found dead by :func:`read_run`):
+    such a run must not be deleted or used as a finished model."""
+    return run.status == "running"
 
 
 def list_runs(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> list[Run]:
@@ -214,43 +339,40 @@ def update_summary(path: str | os.PathLike, **fields) -> dict:
 
 
 def delete_run(path: str | os.PathLike) -> None:
-    """Remove a run folder (refuses anything that does not look like one)."""
+    """Remove a run folder: finished, broken or interrupted.
+
+    Raises ``RunError`` for a folder that does not look like a run, and for a run that is still
+    training (:func:`is_live`): stop it first.
+    """
     path = Path(path)
     if not path.is_dir() or not ((path / CONFIG).exists() or (path / SUMMARY).exists() or (path / MODEL).exists()):
         raise RunError(f"{path} is not a run folder")
+    run = read_run(path)
+    if is_live(run):
+        s = run.summary
+        raise RunError(f"run {run.name} is still training (process {s.get('pid', '?')} on {s.get('host', '?')}); "
+                       "stop it first, then delete it")
     shutil.rmtree(path)
 
 
-def load_state_dict(path: str | os.PathLike | bytes) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (``weights_only=True``): a path or the raw bytes of an upload."""
-    import io
-
-    src = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path
+def load_state_dict(path: str | os.PathLike | bytes, name: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict read safely from a path or the raw bytes of an upload: :func:`checkpoints.read_state_dict`
+    (``weights_only=True``, numpy scalars allowed, wrappers and prefixes undone), raising ``RunError``
+    with its one-line message."""
     try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for corrupt files
-        first = (str(e).splitlines() or [""])[0][:200]
-        raise RunError(f"not a loadable PyTorch weights file ({type(e).__name__}: {first})") from e
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RunError("the file is not a state dict (a mapping of names to tensors)")
-    return state
+        return read_state_dict(path, name=name)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "checkpoint") -> nn.Module:
-    """Load ``state`` into ``model`` strictly, with a clear message when the architecture differs."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        details = "; ".join(filter(None, [
-            f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-            f"{len(wrong)} of another shape (e.g. {wrong[0]})" if wrong else ""]))
-        raise RunError(f"{what} does not fit this architecture: {details}")
-    model.load_state_dict(state)
-    return model
+    """Load ``state`` into ``model`` strictly (:func:`checkpoints.fit_state_dict`, no identity
+    normalisation: the lab's own files hold their ``normalize`` buffers); ``RunError`` naming the
+    missing, unexpected and wrongly shaped keys when the architecture differs."""
+    try:
+        return fit_state_dict(model, state, name=what, identity_normalize=False)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, DatasetInfo, dict]:
@@ -262,5 +384,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise RunError(f"run {run.name} has no model.pt yet (status {run.status})")
     info = DatasetInfo.from_dict(run.config["info"])
     model = build_model(run.config["model"], info, **run.config.get("model_options", {}))
-    load_weights(model, load_state_dict(run.path / MODEL), f"run {run.name}'s model.pt")
+    what = f"run {run.name}'s model.pt"
+    load_weights(model, load_state_dict(run.path / MODEL, what), what)
     return model.to(device).eval(), info, run.config

@@ -7,8 +7,10 @@
 The same stream drives the app's live charts, the CLI's progress bar and the tests. The
 Trainer owns the optimiser, the schedule, seeding, evaluation, the stop token and the NaN
 guard; the method (``distill_core.methods``) only says what one batch's loss is. Given a
-:class:`~distill_core.runs.RunWriter`, it records metrics and checkpoints the model at the
-end, on stop, on divergence and on error.
+:class:`~distill_core.runs.RunWriter`, it records each epoch's metrics with a checkpoint of the
+model (a killed run keeps its last finished epoch), and saves the model again at the end, on
+stop, on divergence and on error. Each step copies its numbers to the host once (the loss, the
+gradient norm for the NaN guard and the method's logs together), for the step event.
 
 On a GPU the same loop takes the fast path, each part a :class:`TrainConfig` setting: bf16
 autocast around the method's loss, its inner-maximisation attacks included (``amp``; "auto" turns
@@ -27,7 +29,7 @@ import math
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -123,9 +125,33 @@ class StopToken(Protocol):
 class RunRecorder(Protocol):
     """What the Trainer needs from a run folder (``runs.RunWriter`` implements it)."""
 
-    def log(self, record: dict) -> None: ...
+    def checkpoint(self, model: nn.Module, record: dict) -> None: ...   # after each epoch: model + metrics
+    def heartbeat(self) -> None: ...                                     # between steps: "still alive"
     def save_model(self, model: nn.Module) -> None: ...
     def finish(self, summary: dict) -> None: ...
+
+
+@dataclass
+class _Ending:
+    """Why training ends: the final event's kind (:data:`FINAL_KINDS`), the reason in words, extra event data."""
+
+    kind: str
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Tally:
+    """What the loop carries from step to step besides :class:`TrainState`."""
+
+    t0: float                       # perf_counter at the start
+    steps_per_epoch: int
+    total_steps: int
+    epochs_done: int = 0
+    last_loss: float = math.nan     # the last step's (global) mean loss
+    epoch_loss: float = 0.0         # sum of loss x samples over the epoch so far
+    epoch_n: int = 0
+    t_epoch: float = 0.0
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -363,97 +389,120 @@ class Trainer:
             self._unwrap_student()
 
     def _loop(self, generator: torch.Generator, precision: str) -> Iterator[Event]:
+        """The start event, the epochs, then exactly one final event: the loop's only way out."""
         c = self.config
         optimizer = self._optimizer()
-        n_train = len(self.train_data)
-        steps_per_epoch = math.ceil(n_train / c.batch_size)
+        steps_per_epoch = math.ceil(len(self.train_data) / c.batch_size)
         total_steps = steps_per_epoch * c.epochs
         if c.max_steps is not None:
             total_steps = min(total_steps, c.max_steps)
         state = TrainState(epochs=c.epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                            device=self.device, controls=self.controls)
-        t0 = time.perf_counter()
+        tally = _Tally(time.perf_counter(), steps_per_epoch, total_steps)
         yield self._event("start", state, total_steps=total_steps, device=self.device_choice.describe(),
-                          n_train=n_train, precision=precision, channels_last=self._channels_last,
+                          n_train=len(self.train_data), precision=precision, channels_last=self._channels_last,
                           compiled=c.compile, world_size=self.dist.world_size)
-        last_loss = float("nan")
-        last_acc: float | None = None
-        epochs_done = 0
         try:
-            for epoch in range(c.epochs):
-                state.epoch = epoch
-                self.method.on_epoch_start(state)
-                # A CPU copy of the weights at each epoch start: restored on divergence if the
-                # diverging update left non-finite weights behind (e.g. an lr of 1e6).
-                self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-                epoch_loss, epoch_n, t_epoch = 0.0, 0, time.perf_counter()
-                for i, (x, y) in enumerate(iterate_batches(self.train_data, c.batch_size, True, generator,
-                                                           self.device, augment=c.augment, rank=self.dist.rank,
-                                                           world_size=self.dist.world_size)):
-                    # Under DDP the ranks agree on stopping after the step's loss is known (below).
-                    if not self.dist.enabled and self._stop_requested():
-                        yield self._finish("stopped", state, t0, last_loss, epochs_done, "stopped by the user")
-                        return
-                    if c.max_steps is not None and state.step >= c.max_steps:
-                        yield self._finish("done", state, t0, last_loss, epochs_done, "reached max_steps")
-                        return
-                    lr, state.lr_decays = self.lr_at(epoch, i, steps_per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    state.lr = lr
-                    if self._channels_last and x.dim() == 4:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with self._autocast():
-                        loss, logs = self.method.loss(x, y, state)
-                    logs = {**self.method.schedule_logs(), **logs}
-                    loss_value = float(loss.detach())
-                    batch_n = len(y)
-                    if self.dist.enabled:  # one collective per step: the global mean loss and any rank's stop
-                        loss_sum, batch_n, stops = distributed.all_reduce_sum(
-                            [loss_value * len(y), len(y), self._stop_requested()], self.device)
-                        loss_value = loss_sum / batch_n
-                        if stops:
-                            yield self._finish("stopped", state, t0, last_loss, epochs_done, "stopped by the user")
-                            return
-                    if not math.isfinite(loss_value):
-                        yield self._finish("diverged", state, t0, last_loss, epochs_done,
-                                           f"loss became {loss_value} at step {state.step} (lr {lr:g}); "
-                                           "the model keeps its last finite weights - try a smaller lr")
-                        return
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip or float("inf"))
-                    if not torch.isfinite(grad_norm):
-                        yield self._finish("diverged", state, t0, last_loss, epochs_done,
-                                           f"gradient became {float(grad_norm)} at step {state.step} (lr {lr:g}); "
-                                           "the model keeps its last finite weights - try a smaller lr")
-                        return
-                    optimizer.step()
-                    last_loss = loss_value
-                    epoch_loss += loss_value * batch_n
-                    epoch_n += batch_n
-                    state.step += 1
-                    elapsed = time.perf_counter() - t0
-                    yield self._event("step", state, loss=loss_value, lr=lr, progress=state.step / total_steps,
-                                      eta_s=elapsed / state.step * (total_steps - state.step),
-                                      **{k: _to_float(v) for k, v in logs.items()})
-                epochs_done = epoch + 1
-                distributed.average_buffers(self.model)
-                record = {"epoch": epochs_done, "step": state.step, "train_loss": epoch_loss / max(epoch_n, 1),
-                          "lr": state.lr, "epoch_seconds": time.perf_counter() - t_epoch}
-                yield self._event("epoch", state, **record)
-                if self.test_data is not None and (epochs_done % c.eval_every == 0 or epochs_done == c.epochs):
-                    last_acc = self._evaluate()
-                    self.model.train()
-                    record["test_accuracy"] = last_acc
-                    yield self._event("eval", state, test_accuracy=last_acc)
-                self.history.append(record)
-                if self.run_writer is not None:
-                    self.run_writer.log(record)
-            yield self._finish("done", state, t0, last_loss, epochs_done, "")
+            ending = yield from self._epochs(generator, optimizer, state, tally)
+            final = self._finish(ending, state, tally)
         except Exception as e:  # noqa: BLE001 - any failure inside a method ends the run cleanly
-            yield self._finish("error", state, t0, last_loss, epochs_done, f"{type(e).__name__}: {e}",
-                               traceback=traceback.format_exc())
+            final = self._finish(_Ending("error", f"{type(e).__name__}: {e}", {"traceback": traceback.format_exc()}),
+                                 state, tally)
+        yield final
+
+    def _epochs(self, generator: torch.Generator, optimizer: torch.optim.Optimizer, state: TrainState,
+                tally: _Tally) -> Generator[Event, None, _Ending]:
+        """Epoch after epoch: the steps, then the epoch's end; returns how training ended."""
+        for epoch in range(self.config.epochs):
+            state.epoch = epoch
+            ending = yield from self._epoch(generator, optimizer, state, tally)
+            if ending is not None:
+                return ending
+            yield from self._end_of_epoch(state, tally)
+        return _Ending("done")
+
+    def _epoch(self, generator: torch.Generator, optimizer: torch.optim.Optimizer, state: TrainState,
+               tally: _Tally) -> Generator[Event, None, _Ending | None]:
+        """One pass over the training data, a step event per batch; an ending if training stops inside it."""
+        c = self.config
+        self.method.on_epoch_start(state)
+        # A CPU copy of the weights at each epoch start: restored on divergence if the
+        # diverging update left non-finite weights behind (e.g. an lr of 1e6).
+        self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        tally.epoch_loss, tally.epoch_n, tally.t_epoch = 0.0, 0, time.perf_counter()
+        batches = iterate_batches(self.train_data, c.batch_size, True, generator, self.device, augment=c.augment,
+                                  rank=self.dist.rank, world_size=self.dist.world_size)
+        for i, (x, y) in enumerate(batches):
+            step = self._train_step(x, y, i, optimizer, state, tally)
+            if isinstance(step, _Ending):
+                return step
+            yield self._event("step", state, **step)
+            if self.run_writer is not None:
+                self.run_writer.heartbeat()
+        return None
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, i: int, optimizer: torch.optim.Optimizer,
+                    state: TrainState, tally: _Tally) -> dict[str, Any] | _Ending:
+        """One optimiser step on batch ``i`` of the epoch: the step event's data (loss, lr, progress,
+        eta_s, the method's logs as Python numbers), or why training ends instead (weights untouched)."""
+        ending = self._ending_before_step(state)
+        if ending is not None:
+            return ending
+        lr, state.lr_decays = self.lr_at(state.epoch, i, tally.steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        state.lr = lr
+        if self._channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            loss, logs = self.method.loss(x, y, state)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or float("inf"))
+        loss_value, grad_value, logs = _to_host(loss, grad_norm, {**self.method.schedule_logs(), **logs})
+        batch_n = len(y)
+        if self.dist.enabled:  # one collective per step: the global mean loss and any rank's stop
+            loss_sum, batch_n, stops = distributed.all_reduce_sum(
+                [loss_value * len(y), len(y), self._stop_requested()], self.device)
+            loss_value = loss_sum / batch_n
+            if stops:
+                return _Ending("stopped", "stopped by the user")
+        ending = _divergence(loss_value, grad_value, state.step, lr)
+        if ending is not None:
+            return ending
+        optimizer.step()
+        tally.last_loss = loss_value
+        tally.epoch_loss += loss_value * batch_n
+        tally.epoch_n += batch_n
+        state.step += 1
+        elapsed = time.perf_counter() - tally.t0
+        return {"loss": loss_value, "lr": lr, "progress": state.step / tally.total_steps,
+                "eta_s": elapsed / state.step * (tally.total_steps - state.step), **logs}
+
+    def _ending_before_step(self, state: TrainState) -> _Ending | None:
+        """The user's stop (a single process; under DDP the ranks agree on it after the loss) or max_steps."""
+        if not self.dist.enabled and self._stop_requested():
+            return _Ending("stopped", "stopped by the user")
+        if self.config.max_steps is not None and state.step >= self.config.max_steps:
+            return _Ending("done", "reached max_steps")
+        return None
+
+    def _end_of_epoch(self, state: TrainState, tally: _Tally) -> Iterator[Event]:
+        """The epoch event, the test evaluation when due (eval event), the history record and the checkpoint."""
+        c = self.config
+        tally.epochs_done = state.epoch + 1
+        distributed.average_buffers(self.model)
+        record = {"epoch": tally.epochs_done, "step": state.step,
+                  "train_loss": tally.epoch_loss / max(tally.epoch_n, 1), "lr": state.lr,
+                  "epoch_seconds": time.perf_counter() - tally.t_epoch}
+        yield self._event("epoch", state, **record)
+        if self.test_data is not None and (tally.epochs_done % c.eval_every == 0 or tally.epochs_done == c.epochs):
+            record["test_accuracy"] = self._evaluate()
+            self.model.train()
+            yield self._event("eval", state, test_accuracy=record["test_accuracy"])
+        self.history.append(record)
+        if self.run_writer is not None:
+            self.run_writer.checkpoint(self.model, record)
 
     # ------------------------------------------------------------------ helpers
 
@@ -474,22 +523,24 @@ class Trainer:
     def _event(self, kind: str, state: TrainState, **data) -> Event:
         return Event(kind, state.epoch, state.step, data)
 
-    def _finish(self, status: str, state: TrainState, t0: float, last_loss: float, epochs_done: int, reason: str,
-                **extra) -> Event:
+    def _finish(self, ending: _Ending, state: TrainState, tally: _Tally) -> Event:
+        """End the run: restore finite weights after a divergence, evaluate, save the model and the
+        summary; returns the final event (kind ``ending.kind``, data the summary + ``ending.extra``)."""
+        status, reason = ending.kind, ending.reason
         self.model.eval()
         if status == "diverged" and self._good_state is not None and not all(
                 torch.isfinite(v).all() for v in self.model.state_dict().values() if v.is_floating_point()):
             self.model.load_state_dict(self._good_state)
-            reason += f"; restored the weights from the start of epoch {epochs_done + 1}"
-        seconds = time.perf_counter() - t0
+            reason += f"; restored the weights from the start of epoch {tally.epochs_done + 1}"
+        seconds = time.perf_counter() - tally.t0
         acc = None
         if status != "error":  # an error may have hit one rank only: no collectives after it
             distributed.average_buffers(self.model)
             if self.test_data is not None:
                 acc = self._evaluate()
-        summary = {"status": status, "reason": reason, "epochs": epochs_done, "steps": state.step,
+        summary = {"status": status, "reason": reason, "epochs": tally.epochs_done, "steps": state.step,
                    "seconds": round(seconds, 3), "test_accuracy": acc,
-                   "final_loss": last_loss if math.isfinite(last_loss) else None,
+                   "final_loss": tally.last_loss if math.isfinite(tally.last_loss) else None,
                    "device": str(self.device)}
         if acc is not None and status in ("done", "stopped") and self.method.info is not None:
             chance = chance_accuracy(self.method.info)
@@ -500,7 +551,7 @@ class Trainer:
         if self.run_writer is not None:
             self.run_writer.save_model(self.model)
             self.run_writer.finish(summary)
-        return self._event(status, state, **summary, **extra)
+        return self._event(status, state, **summary, **ending.extra)
 
     def config_dict(self) -> dict:
         return asdict(self.config)
@@ -538,6 +589,32 @@ def _to_float(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return float(v.detach()) if v.numel() == 1 else v.detach().cpu().tolist()
     return v
+
+
+def _to_host(loss: torch.Tensor, grad_norm: torch.Tensor, logs: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
+    """A step's numbers as Python values through one device-to-host copy (one sync on a GPU).
+
+    ``loss`` and ``grad_norm`` are one-element tensors; ``logs`` maps names to one-element tensors
+    (packed into the same copy), Python numbers (kept) or larger tensors (lists, rare). Returns
+    ``(loss, grad_norm, logs)`` with the logs in their order. Values are exact: float64 holds any
+    float32/bf16/fp16 value (float32 on MPS, which has no float64).
+    """
+    scalars = {k: v for k, v in logs.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+    dtype = torch.float32 if loss.device.type == "mps" else torch.float64
+    packed = torch.cat([t.detach().reshape(1).to(loss.device, dtype)
+                        for t in (loss, grad_norm, *scalars.values())]).tolist()
+    values = dict(zip(scalars, packed[2:]))
+    return packed[0], packed[1], {k: values[k] if k in values else _to_float(v) for k, v in logs.items()}
+
+
+def _divergence(loss: float, grad_norm: float, step: int, lr: float) -> _Ending | None:
+    """The NaN guard: an ending when the step's loss or gradient norm is not finite, else None."""
+    keep = "the model keeps its last finite weights - try a smaller lr"
+    if not math.isfinite(loss):
+        return _Ending("diverged", f"loss became {loss} at step {step} (lr {lr:g}); {keep}")
+    if not math.isfinite(grad_norm):
+        return _Ending("diverged", f"gradient became {grad_norm} at step {step} (lr {lr:g}); {keep}")
+    return None
 
 
 def run_to_end(trainer: Trainer, on_event: Callable[[Event], None] | None = None,

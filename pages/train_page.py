@@ -18,7 +18,7 @@ from distill_core.plots.training import (
     series_figure,
     switch_points,
 )
-from distill_core.runs import RunError, delete_run, list_runs, read_metrics
+from distill_core.runs import RunError, delete_run, is_live, list_runs, read_metrics
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from ui.common import dataset, init_state, pick_models, runs_dir
@@ -247,7 +247,7 @@ else:
         if r.name in training_here:
             status, error = ("starting", "") if r.broken else ("training", error)   # half-written while it starts
         elif status == "running":
-            status = "running elsewhere / interrupted"
+            status = "running elsewhere"
         rows.append({"run": row["name"], "status": status, "method": row["method"],
                      "dataset": row["dataset"], "model": row["model"], "epochs": row["epochs"],
                      "seconds": None if row["seconds"] is None else round(row["seconds"], 1),
@@ -259,9 +259,10 @@ else:
     if broken:
         st.warning(f"{len(broken)} run folder(s) cannot be read (see the error column); delete them or fix them "
                    "by hand. The other pages skip them.")
-    if any(row["status"].startswith("running elsewhere") for row in rows):
-        st.caption("*running elsewhere / interrupted*: marked as running on disk but not trained by this session - "
-                   "another browser session is training it, or the server stopped mid-run (then it has no model).")
+    if any(row["status"] in ("running elsewhere", "interrupted") for row in rows):
+        st.caption("*running elsewhere*: another browser session or a `python -m distill_core train` process is "
+                   "training it. *interrupted*: its process died mid-run (killed, out of memory, server restarted); "
+                   "it keeps the model of its last finished epoch (see the error column) and can be deleted.")
     names = [r.name for r in runs]
     c_view, c_delete = st.columns(2, gap="large")
     with c_view:
@@ -272,7 +273,7 @@ else:
         else:
             st.caption("No finished epoch recorded in this run.")
 
-    busy = training_here
+    busy = training_here | {r.name for r in runs if is_live(r)}
 
     def _delete(name: str) -> None:
         try:
@@ -286,7 +287,7 @@ else:
         target = st.selectbox("Delete a run", names, key="train_delete_run")
         sure = st.checkbox(f"Yes, delete `{target}` for good", key="train_delete_confirm")
         if target in busy:
-            st.caption("This run is still training: stop it first.")
+            st.caption("This run is still training (here or in another process): stop it first.")
         st.button("Delete run", key="train_delete_go", icon=":material/delete:", disabled=not sure or target in busy,
                   on_click=_delete, args=(target,))
 msg = ss.pop("train_delete_msg", None)

@@ -8,7 +8,7 @@ import torch
 from distill_core.data import load_dataset
 from distill_core.methods import build_method
 from distill_core.models import build_model
-from distill_core.runs import load_model, read_metrics, read_run
+from distill_core.runs import is_live, load_model, load_state_dict, read_metrics, read_run
 from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import FINAL_KINDS, TrainConfig, Trainer
 
@@ -33,6 +33,38 @@ def test_mlp_on_moons_reaches_95_percent():
     assert kinds[0] == "start" and kinds.count("epoch") == 30 and kinds.count("eval") == 30
     steps = [e for e in events if e.kind == "step"]
     assert len(steps) == 30 * 13 and all("loss" in e.data and "eta_s" in e.data for e in steps)
+
+
+def test_step_events_carry_the_loss_lr_progress_and_the_methods_logs_as_numbers():
+    train, info = load_dataset("moons", "train")
+    trainer = Trainer(build_method("standard", build_model("mlp", info)), (train, None), TrainConfig(epochs=1))
+    steps = [e for e in trainer.run() if e.kind == "step"]
+    assert [e.step for e in steps] == list(range(1, 14))
+    for e in steps:
+        assert list(e.data) == ["loss", "lr", "progress", "eta_s", "ce"]
+        assert all(type(v) is float for v in e.data.values())
+        assert e.data["ce"] == e.data["loss"]                    # "standard" logs its loss as ce
+    assert steps[-1].data["progress"] == 1.0 and steps[-1].data["eta_s"] == 0.0
+
+
+def test_every_epoch_leaves_its_model_and_metrics_on_disk(runs_dir):
+    spec = TrainSpec(dataset="moons", model="mlp", train=TrainConfig(epochs=3, eval_every=2))
+    trainer, writer = prepare_training(spec, runs_dir)
+    pending, checked = None, 0
+    for event in trainer.run():
+        if pending is not None and event.kind != "eval":   # the epoch's end is over: its checkpoint is on disk
+            epoch, weights = pending
+            on_disk = load_state_dict(writer.path / "model.pt")
+            assert on_disk.keys() == weights.keys() and all(torch.equal(on_disk[k], weights[k]) for k in weights)
+            run = read_run(writer.path)
+            assert run.summary["epochs"] == epoch == len(read_metrics(writer.path))
+            assert (run.summary["test_accuracy"] is None) == (epoch == 1)      # evaluated at epochs 2 and 3
+            assert is_live(run) == (event.kind not in FINAL_KINDS)
+            pending, checked = None, checked + 1
+        if event.kind == "epoch":
+            pending = event.data["epoch"], {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert checked == 3
+    assert not [p for p in writer.path.iterdir() if p.name.startswith(".")]    # no temporary file left
 
 
 def test_same_seed_same_metrics_and_other_seed_differs():
