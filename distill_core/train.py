@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data.dataloader import default_collate
 
 from . import distributed
+from ._torch import eval_mode
 from .data import DatasetInfo
 from .device import bf16_supported, choose_device
 from .methods import Controls, Method, TrainState
@@ -245,17 +246,15 @@ def evaluate_accuracy(model: nn.Module, data: Dataset, batch_size: int = 512, li
                       device: torch.device | None = None) -> float:
     """Clean accuracy of ``model`` on ``data`` (first ``limit`` samples), in eval mode; mode restored."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct = total = 0
-    for x, y in iterate_batches(data, batch_size, shuffle=False, device=device):
-        if limit is not None and total >= limit:
-            break
-        if limit is not None:
-            x, y = x[: limit - total], y[: limit - total]
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for x, y in iterate_batches(data, batch_size, shuffle=False, device=device):
+            if limit is not None and total >= limit:
+                break
+            if limit is not None:
+                x, y = x[: limit - total], y[: limit - total]
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
     return correct / max(total, 1)
 
 

@@ -154,3 +154,20 @@ def test_sgd_and_adam_both_learn_and_metrics_are_recorded(runs_dir):
 def test_bad_train_config_is_a_value_error(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_evaluate_accuracy_restores_each_module_mode_and_records_no_graph():
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from distill_core.train import evaluate_accuracy
+
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2))
+    model.train()
+    model[2].eval()                                        # one module deliberately in eval mode
+    stats = model[1].running_mean.clone()
+    data = TensorDataset(torch.rand(10, 2), torch.randint(0, 2, (10,)))
+    evaluate_accuracy(model, data)
+    assert [m.training for m in model] == [True, True, False, True]
+    assert torch.equal(model[1].running_mean, stats)       # BatchNorm statistics untouched
+    assert all(p.grad is None for p in model.parameters())
