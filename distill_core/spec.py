@@ -40,6 +40,7 @@ class TrainSpec:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     name: str | None = None                                    # run folder name (default: generated)
+    init: str | None = None                                    # run folder or zoo name whose weights start the model
 
 
 def resolve_model(ref: str, runs_dir: str | os.PathLike | None = None) -> nn.Module:
@@ -68,7 +69,8 @@ def prepare_training(spec: TrainSpec, runs_dir: str | os.PathLike | None = None,
     """Load data, build the model (seeded), load teachers, and return the Trainer and its run writer.
 
     ``teacher_models`` gives teachers directly (already loaded) instead of by reference;
-    ``init_state`` starts the model from given weights (defensive distillation's shared init).
+    ``init_state`` starts the model from given weights (defensive distillation's shared init), by
+    default those of ``spec.init`` when it names a model.
     Raises ``ValueError`` for unknown names or bad settings before anything is written.
     """
     method_cls = get_method(spec.method)
@@ -78,6 +80,8 @@ def prepare_training(spec: TrainSpec, runs_dir: str | os.PathLike | None = None,
                               **spec.dataset_options)
     seed_everything(spec.train.seed)
     model = build_model(spec.model, info, **spec.model_options)
+    if init_state is None and spec.init is not None:
+        init_state = resolve_model(spec.init, runs_dir).state_dict()
     if init_state is not None:
         model.load_state_dict(init_state)
     teachers = dict(teacher_models or {})
@@ -94,6 +98,7 @@ def prepare_training(spec: TrainSpec, runs_dir: str | os.PathLike | None = None,
         config = {"dataset": spec.dataset, "model": spec.model, "method": spec.method,
                   "method_config": method.config_dict(), "train": asdict(spec.train), "teachers": spec.teachers,
                   "fraction": spec.fraction, "dataset_options": spec.dataset_options,
-                  "model_options": spec.model_options, "info": info.to_dict()}
+                  "model_options": spec.model_options, "info": info.to_dict(),
+                  **({"init": spec.init} if spec.init is not None else {})}
         writer = create_run(runs_dir, config, spec.name)
     return Trainer(method, (train_ds, test_ds), spec.train, stop=stop, run=writer, controls=controls), writer

@@ -1,22 +1,37 @@
-"""The pages' small experiments: defensive-distillation specs, Break it, the sweep reader, BSS demos, trade-off rows."""
+"""The pages' back-ends: defensive distillation (pipeline, Break it, the sweep reader), BSS demos, trade-off rows."""
 
 import json
 import math
+import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from distill_core.data import load_dataset
+from distill_core.evaluate import accuracy
 from distill_core.lab.tradeoff import evaluate_run_robustness, filter_rows, tradeoff_rows
+from distill_core.models import build_model
 from distill_core.papers.bss import bss_paths, bss_toward_each_class
-from distill_core.papers.defensive import break_defensive, defensive_specs, sweep_baseline, sweep_rows
+from distill_core.papers.defensive import (
+    BREAK_ATTACKS,
+    MASKED_ATTACKS,
+    break_defensive,
+    break_rates,
+    defensive_specs,
+    stage_roles,
+    sweep_baseline,
+    sweep_rows,
+    train_defensive,
+)
 from distill_core.robustness import RobustnessReport
 from distill_core.runs import Run, list_runs
 from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig
-from ui.jobs import ReproductionRun
+from ui.jobs import ReproductionRun, TrainingJob
 
 
 class Scaled(nn.Module):
@@ -41,7 +56,7 @@ def _images(n: int = 12, seed: int = 1):
     return x
 
 
-# ---------------------------------------------------------------- defensive_specs
+# ---------------------------------------------------------------- the pipeline: defensive_specs, train_defensive
 
 
 def test_defensive_specs_carry_T_to_both_stages_and_chain_the_teacher():
@@ -49,16 +64,109 @@ def test_defensive_specs_carry_T_to_both_stages_and_chain_the_teacher():
     assert (teacher.method, student.method) == ("standard", "defensive")
     assert teacher.method_config == student.method_config == {"T": 50.0}
     assert student.teachers == {"teacher": "@0"} and teacher.teachers == {}
+    assert teacher.init is None and student.init is None          # the same seed: the same initial weights
     assert teacher.model == student.model == "papernot-cnn"
     assert teacher.train.epochs == student.train.epochs == 2
     assert defensive_specs("moons", 5)[0].model == "mlp"
     assert defensive_specs("mnist-5k", 5)[0].method_config != defensive_specs("mnist-5k", 20)[0].method_config
 
 
+def test_defensive_specs_with_a_shared_init_start_teacher_and_student_from_stage_0():
+    init, teacher, student = defensive_specs("mnist-5k", 50.0, epochs=3, seed=7, shared_init=True)
+    assert (init.method, init.method_config, init.train.epochs, init.init) == ("standard", {"T": 1.0}, 1, None)
+    assert teacher.init == student.init == "@0" and student.teachers == {"teacher": "@1"}
+    assert teacher.train.epochs == student.train.epochs == 3
+    assert init.train.seed == teacher.train.seed == student.train.seed == 7
+    assert stage_roles([init, teacher, student]) == ["init", "teacher", "student"]
+    assert stage_roles([init, teacher]) == ["init", "teacher"]                  # the reproduction's undistilled model
+    assert stage_roles(defensive_specs("moons", 2.0)) == ["teacher", "student"]
+    config = TrainConfig(epochs=4, optimizer="sgd", lr=0.5, seed=3)
+    specs = defensive_specs("digits", 5.0, model="small-cnn", train=config, fraction=0.5)
+    assert all(s.model == "small-cnn" and s.train == config and s.fraction == 0.5 for s in specs)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0])
 def test_defensive_specs_refuse_a_non_positive_temperature(bad):
     with pytest.raises(ValueError, match="temperature"):
         defensive_specs("moons", bad)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    train, info = load_dataset("digits", "train")
+    test, _ = load_dataset("digits", "test")
+    return train, test, info
+
+
+def _mean_abs_logits(model: nn.Module, data) -> float:
+    with torch.no_grad():
+        return float(model(data.tensors[0]).abs().mean())
+
+
+def test_train_defensive_distils_and_the_deployed_logits_grow_with_T(digits):
+    """Deployed at T = 1, a student distilled at T has logits about T times larger (METHODS.md 1a)."""
+    train, test, info = digits
+    config = TrainConfig(epochs=2, batch_size=64, lr=3e-3, device="cpu")
+    events = []
+    cool, status = train_defensive(defensive_specs("digits", 1.0, shared_init=True, model="small-cnn", train=config),
+                                   (train, test), info, on_event=lambda role, e: events.append((role, e.kind)))
+    assert status == "done" and [role for role, kind in events if kind == "done"] == ["init", "teacher", "student"]
+    events.clear()
+    hot, status = train_defensive(defensive_specs("digits", 20.0, shared_init=True, model="small-cnn", train=config),
+                                  (train, test), info, trained={0: cool[0]},
+                                  on_event=lambda role, e: events.append((role, e.kind)))
+    assert status == "done" and hot[0] is cool[0]
+    assert [role for role, kind in events if kind == "done"] == ["teacher", "student"]   # the init is not retrained
+    assert all(not m.training for m in hot)
+    assert accuracy(hot[2], test) > 0.6
+    print(f"\nmean |Z| of the deployed student on digits: T=1 {_mean_abs_logits(cool[2], test):.2f}, "
+          f"T=20 {_mean_abs_logits(hot[2], test):.2f}")
+    assert _mean_abs_logits(hot[2], test) > 2 * _mean_abs_logits(cool[2], test)
+
+
+def _close(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_train_defensive_starts_teacher_and_student_from_the_init_stage(digits):
+    train, _, info = digits
+    config = TrainConfig(epochs=1, max_steps=1, lr=1e-9, device="cpu")       # one step that moves nothing
+    torch.manual_seed(123)
+    init = build_model("small-cnn", info)                                    # not the specs' seed 0
+    shared, _ = train_defensive(defensive_specs("digits", 10.0, shared_init=True, model="small-cnn", train=config),
+                                (train, None), info, trained={0: init})
+    assert _close(shared[1], init) and _close(shared[2], init)
+    (teacher, student), _ = train_defensive(defensive_specs("digits", 10.0, model="small-cnn", train=config),
+                                            (train, None), info)
+    assert not _close(teacher, init) and _close(teacher, student)           # both from seed 0
+
+
+def test_train_defensive_stops_between_stages_and_refuses_what_it_cannot_resolve(digits):
+    train, test, info = digits
+    stop = threading.Event()
+    stop.set()
+    specs = defensive_specs("digits", 10.0, shared_init=True, model="small-cnn", train=TrainConfig(device="cpu"))
+    models, status = train_defensive(specs, (train, test), info, stop=stop)
+    assert status == "stopped" and models[0] is not None and models[1:] == [None, None]
+    with pytest.raises(RuntimeError, match="the init"):
+        train_defensive(specs, (train, test), info, stop=stop, require_done=True)
+    with pytest.raises(ValueError, match="'@5'"):
+        train_defensive([specs[0], replace(specs[1], init="@5")], (train, test), info, trained={0: models[0]})
+    with pytest.raises(ValueError, match="'mnist-5k'"):
+        train_defensive(defensive_specs("mnist-5k", 10.0), (train, test), info)
+
+
+def test_a_job_runs_the_shared_init_pipeline_into_three_run_folders(tmp_path):
+    specs = defensive_specs("moons", 5.0, epochs=1, shared_init=True)
+    job = TrainingJob(specs=specs, runs_dir=tmp_path).start()
+    assert job.join(120)
+    snap = job.snapshot()
+    assert snap.status == "done", snap.message
+    init_run, teacher_run, _ = snap.run_paths
+    init_cfg, teacher_cfg, student_cfg = (json.loads((p / "config.json").read_text()) for p in snap.run_paths)
+    assert "init" not in init_cfg and teacher_cfg["init"] == student_cfg["init"] == str(init_run)
+    assert student_cfg["teachers"] == {"teacher": str(teacher_run)}
+    assert (init_cfg["method_config"]["T"], teacher_cfg["method_config"]["T"]) == (1.0, 5.0)
 
 
 # ---------------------------------------------------------------- break_defensive
@@ -73,15 +181,23 @@ def test_break_defensive_shows_the_masking_on_a_saturated_model():
                           progress=lambda done, total, name: calls.append((done, total, name)))
     assert [c[0] for c in calls] == list(range(7)) and {c[1] for c in calls} == {6}
     assert calls[0][2].startswith("JSMA on the softmax") and calls[-1][2] == "the zero-gradient count"
-    rate = {r["key"]: r["success"] for r in res["rows"]}
-    assert set(rate) == {"jsma_softmax", "pgd_softmax", "jsma_logits", "pgd_zt", "cw_margin", "transfer"}
-    assert res["n"] == 12 and res["T"] == 1000.0
+    # The protocol's keys, in its order, named by the one label map; only the softmax attacks are masked.
+    assert [r["key"] for r in res["rows"]] == [k for k in BREAK_ATTACKS if k != "cw_l2"]
+    assert all(r["attack"] == BREAK_ATTACKS[r["key"]] for r in res["rows"])
+    assert [r["key"] for r in res["rows"] if r["masked"]] == list(MASKED_ATTACKS)
+    rate = break_rates(res)
+    assert res["n"] == 12 and res["T"] == 1000.0 and sorted(res["indices"]) == list(range(12))
+    # JSMA attacks each sample towards each of the 3 other classes (Papernot's protocol).
+    assert [r["n"] for r in res["rows"][:3]] == [36, 12, 36]
     # The saturated softmax gives exactly zero gradients; the logits never do.
     assert res["zero_grad"] == {"softmax": 12, "logits": 0, "n": 12}
     assert rate["jsma_softmax"] == 0.0 < rate["jsma_logits"]
-    assert rate["pgd_zt"] > rate["pgd_softmax"] and rate["cw_margin"] > rate["pgd_softmax"]
+    assert rate["pgd_z_over_t"] > rate["pgd_softmax"] and rate["cw_margin"] > rate["pgd_softmax"]
     # Same decision function: what fools the cool model fools the hot one.
     assert rate["transfer"] > 0.5
+    assert res["rows"][-1]["source_success"] == pytest.approx(rate["transfer"])
+    assert res["settings"]["jsma"]["gamma"] == 0.5 and res["settings"]["cw_l2"] is None
+    assert json.loads(json.dumps(res)) == res                                 # JSON-ready for results.json
 
 
 def test_break_defensive_leaves_a_plain_model_attackable_and_restores_the_rng():
@@ -93,17 +209,19 @@ def test_break_defensive_leaves_a_plain_model_attackable_and_restores_the_rng():
     torch.manual_seed(123)
     res = break_defensive(model, x, y, 1.0, n=5, jsma_gamma=0.5)
     assert torch.equal(torch.rand(1), expected)
-    rate = {r["key"]: r["success"] for r in res["rows"]}
-    assert "transfer" not in rate and res["zero_grad"]["softmax"] == 0
+    rate = break_rates(res)
+    assert "transfer" not in rate and "cw_l2" not in rate and res["zero_grad"]["softmax"] == 0
     assert rate["jsma_softmax"] > 0 and rate["pgd_softmax"] > 0
+    assert break_defensive(model, x, y, 1.0, n=5, jsma_gamma=0.5) == res      # seeded
 
 
 def test_break_defensive_with_cw_l2_and_nothing_correct():
     model = Scaled(1.0)
     x = _images(4)
     y = model(x).argmax(1)
-    res = break_defensive(model, x, y, 1.0, n=4, jsma_gamma=0.5, cw_l2_steps=10)
-    assert any(r["key"] == "cw_l2" for r in res["rows"])
+    res = break_defensive(model, x, y, 1.0, n=4, jsma_gamma=0.5, cw_l2=True)
+    [cw] = [r for r in res["rows"] if r["key"] == "cw_l2"]
+    assert cw["success"] > 0 and cw["median_l2"] > 0 and res["settings"]["cw_l2"]["binary_search_steps"] == 9
     with pytest.raises(ValueError, match="none of these samples"):
         break_defensive(model, x, (y + 1) % 4, 1.0, n=4)
 
@@ -113,27 +231,27 @@ def test_break_defensive_with_cw_l2_and_nothing_correct():
 
 def _point(T, jsma):
     return {"T": T, "test_accuracy": 0.9, "jsma_softmax_success": jsma, "rho_adv": 0.02, "confidence": 0.99,
-            "zero_grad_fraction": 0.5, "grad_hist": {"edges": [-2.0, -1.0, 0.0], "counts": [3, 4], "zeros": 1}}
+            "zero_grad_fraction": 0.5, "robust_accuracy": None,
+            "grad_hist": {"edges": [-2.0, -1.0, 0.0], "counts": [3, 4], "zeros": 1}}
 
 
-def test_sweep_rows_reads_the_reproduction_and_other_shapes():
+def test_sweep_rows_reads_the_reproduction_sorted_by_T():
     results = {"undistilled": {k: v for k, v in _point(1, 0.9).items() if k != "T"},
                "sweep": [_point(100, 0.01), _point(1, 0.8), _point(20, 0.1)]}
     rows = sweep_rows(results)
     assert [r["T"] for r in rows] == [1.0, 20.0, 100.0]
-    assert [r["jsma_success"] for r in rows] == [0.8, 0.1, 0.01]
-    assert rows[0]["grad_hist"] == {"edges": [-2.0, -1.0, 0.0], "counts": [3, 4]}
-    assert sweep_baseline(results)["T"] == 1.0 and sweep_baseline(results)["jsma_success"] == 0.9
+    assert [r["jsma_softmax_success"] for r in rows] == [0.8, 0.1, 0.01]
+    assert rows[0]["grad_hist"] == {"edges": [-2.0, -1.0, 0.0], "counts": [3, 4], "zeros": 1}
+    assert math.isnan(rows[0]["robust_accuracy"]) and math.isnan(rows[0]["apparent_robust_accuracy"])  # null, absent
+    assert sweep_baseline(results)["T"] == 1.0 and sweep_baseline(results)["jsma_softmax_success"] == 0.9
     assert sweep_baseline({"sweep": []}) is None
-    by_t = sweep_rows({"5": {"jsma_success": 0.3}, "2": {"jsma_success": 0.5, "grad_hist": {"bins": [0, 1]}}})
-    assert [r["T"] for r in by_t] == [2.0, 5.0] and by_t[0]["grad_hist"]["edges"] == [0, 1]
-    assert math.isnan(by_t[0]["rho_adv"])
-    assert sweep_rows([_point(3, 0.4)])[0]["jsma_success"] == 0.4
 
 
-def test_sweep_rows_without_temperatures_is_an_error():
-    with pytest.raises(ValueError, match="temperature"):
-        sweep_rows({"sweep": [{"jsma_success": 0.1}]})
+@pytest.mark.parametrize("other", [[_point(3, 0.4)], {"5": _point(5, 0.3)}, {"points": [_point(3, 0.4)]},
+                                   {"sweep": [{"jsma_softmax_success": 0.1}]}])
+def test_sweep_rows_takes_only_the_reproductions_results(other):
+    with pytest.raises(ValueError, match="papernot results.json"):
+        sweep_rows(other)
 
 
 def test_reproduction_run_reports_lines_results_and_errors(monkeypatch, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import importlib
 import math
-import threading
 
 import pytest
 import torch
@@ -18,7 +17,6 @@ from distill_core.losses import entropy, kd_loss, softmax_t
 from distill_core.methods import Controls, TrainState, build_method
 from distill_core.methods.bss import bss_alpha, bss_beta, select_base_samples
 from distill_core.models import build_model
-from distill_core.papers.defensive import defensive_distillation
 from distill_core.train import TrainConfig, Trainer
 
 DISTILL_METHODS = ("kd", "defensive", "bss", "ard", "rslad", "mtard")
@@ -40,13 +38,6 @@ EXPECTED_LOGS = {
 def moons():
     train, info = load_dataset("moons", "train")
     test, _ = load_dataset("moons", "test")
-    return train, test, info
-
-
-@pytest.fixture(scope="module")
-def digits():
-    train, info = load_dataset("digits", "train")
-    test, _ = load_dataset("digits", "test")
     return train, test, info
 
 
@@ -304,37 +295,3 @@ def test_mtard_honours_controls_and_resumes_after_clear(moons):
     state.controls.set("w_adv", 0.9)            # one weight set: the other is 1 - it
     (log,) = run_steps(method, train, 1, state)
     assert (log["w_adv"], log["w_nat"]) == (0.9, pytest.approx(0.1))
-
-
-# ---------------------------------------------------------------- defensive distillation pipeline
-
-
-def mean_abs_logits(model: nn.Module, data) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(model(data.tensors[0]).abs().mean())
-
-
-def test_defensive_distillation_logits_grow_with_temperature(digits):
-    train, test, info = digits
-    config = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=3e-3, device="cpu")
-    means, stages = {}, []
-    for T in (1.0, 20.0):
-        teacher, student, results = defensive_distillation(
-            train, test, info, model_name="small-cnn", T=T, train_config=config,
-            on_event=lambda stage, event: stages.append((stage, event.kind)))
-        assert results["status"] == "done" and results["T"] == T
-        assert results["student"]["test_accuracy"] > 0.6
-        means[T] = mean_abs_logits(student, test)
-    print(f"\nmean |Z| of the defensive-distilled student on digits: T=1 {means[1.0]:.2f}, T=20 {means[20.0]:.2f}")
-    assert means[20.0] > 2 * means[1.0]
-    assert [s for s, kind in stages if kind == "done"] == ["init", "teacher", "student"] * 2
-
-
-def test_defensive_distillation_stops_between_stages(digits):
-    train, test, info = digits
-    stop = threading.Event()
-    stop.set()
-    teacher, student, results = defensive_distillation(train, test, info, model_name="small-cnn", T=10.0,
-                                                       train_config=TrainConfig(epochs=1, device="cpu"), stop=stop)
-    assert results["status"] == "stopped" and teacher is None and student is None

@@ -19,7 +19,7 @@ from distill_core.plots.tradeoff import tradeoff_figure
 
 def _rows():
     def point(T, jsma, acc, rho, zero):
-        return {"T": T, "jsma_success": jsma, "test_accuracy": acc, "rho_adv": rho, "confidence": 0.99,
+        return {"T": T, "jsma_softmax_success": jsma, "test_accuracy": acc, "rho_adv": rho, "confidence": 0.99,
                 "zero_grad_fraction": zero, "grad_hist": {"edges": [-30.0, -20.0, -10.0, 0.0], "counts": [1, 2, 5]}}
 
     return [point(1.0, 0.9, 0.95, 0.02, 0.0), point(20.0, 0.1, 0.94, 0.1, 0.4), point(100.0, 0.01, 0.93, math.nan, 0.8)]
@@ -30,7 +30,8 @@ def _trace(fig: go.Figure, name: str):
 
 
 def test_sweep_figure_plots_percentages_on_a_log_axis_and_marks_T():
-    fig = sweep_figure(_rows(), highlight_T=20.0, baseline={"jsma_success": 0.95, "test_accuracy": 0.96})
+    fig = sweep_figure(_rows(), highlight_T=20.0, baseline={"jsma_softmax_success": 0.95,
+                                                                      "test_accuracy": 0.96})
     jsma = _trace(fig, "JSMA success on the softmax")
     assert list(jsma.x) == [1.0, 20.0, 100.0] and list(jsma.y) == pytest.approx([90.0, 10.0, 1.0])
     assert list(_trace(fig, "clean test accuracy").y) == pytest.approx([95.0, 94.0, 93.0])
@@ -65,8 +66,8 @@ def test_gradient_histogram_has_one_curve_per_T_with_its_zero_share():
 
 
 def test_break_it_figure_greys_the_masked_attacks():
-    res = {"n": 10, "rows": [{"key": "jsma_softmax", "attack": "JSMA soft", "success": 0.0},
-                             {"key": "jsma_logits", "attack": "JSMA logits", "success": 0.6}]}
+    res = {"n": 10, "rows": [{"key": "jsma_softmax", "attack": "JSMA soft", "success": 0.0, "masked": True},
+                             {"key": "jsma_logits", "attack": "JSMA logits", "success": 0.6, "masked": False}]}
     [bars] = break_it_figure(res).data
     assert list(bars.y) == ["JSMA logits", "JSMA soft"] and list(bars.x) == [60.0, 0.0]
     assert bars.marker.color[1] == "#9a9a9a" and bars.marker.color[0] != "#9a9a9a"

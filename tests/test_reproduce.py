@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from distill_core.__main__ import main
+from distill_core.papers.defensive import BREAK_ATTACKS, MASKED_ATTACKS, break_rates, defensive_specs
 from distill_core.reproduce import ReproductionError, check_options, cli_command, default_out, run_reproduction
 from distill_core.reproduce import bss as bss_module
 from distill_core.reproduce import mtard as mtard_module
@@ -124,15 +125,27 @@ def test_papernot_quick_cli_writes_the_sweep_and_break_it(papernot):
         assert len(hist["edges"]) == len(hist["counts"]) + 1 and hist["edges"] == sorted(hist["edges"])
         assert isinstance(hist["zeros"], int) and sum(hist["counts"]) + hist["zeros"] <= p["n_grad"]
         assert math.isclose(hist["zeros"] / p["n_grad"], p["zero_grad_fraction"])
+    hot, base = results["sweep"][-1], results["undistilled"]
+    # Break it: the page's protocol, every attack of its one label map, in its order, with the page's labels.
     b = results["break_it"]
-    assert b["T"] == 100 and isinstance(b["n"], int) and b["n"] > 0
-    for key in ("jsma_softmax", "jsma_logits", "pgd_z_over_t", "cw_l2", "transfer_from_undistilled"):
-        assert fraction(b[key]), (key, b[key])
+    assert b["T"] == 100 and isinstance(b["n"], int) and b["n"] == len(b["indices"]) > 0
+    assert [r["key"] for r in b["rows"]] == list(BREAK_ATTACKS)
+    assert [r["attack"] for r in b["rows"]] == list(BREAK_ATTACKS.values())
+    assert all(fraction(r["success"]) for r in b["rows"]), b["rows"]
+    assert b["zero_grad"]["n"] == b["n"] and 0 <= b["zero_grad"]["softmax"] <= b["n"]
+    assert b["settings"]["cw_l2"] is not None and fraction(base["jsma_logits_success"])
     assert "| model | test accuracy | JSMA success (softmax)" in md and "| student, T = 100 |" in md
     assert "| robust (AutoAttack) | apparent (PGD-CE) | masked | trained |" in md
-    assert "## Break it" in md and "| CW-L2 |" in md
+    assert "## Break it" in md and "| attack | success | detail |" in md
+    assert all(f"| {label}" in md for label in BREAK_ATTACKS.values())
+    # One claim per attack that gets through, judged on the break-it result's own rates.
+    rates = break_rates(b)
+    for key in BREAK_ATTACKS:
+        claims = [e for e in results["expectations"] if e["claim"].startswith(f"{BREAK_ATTACKS[key]} brings")]
+        assert len(claims) == (key not in MASKED_ATTACKS)
+        if claims and hot["trained"] and base["trained"]:
+            assert claims[0]["shown"] == (rates[key] >= papernot_module.BROKEN - 1e-6)
     # The two Carlini & Wagner claims on AutoAttack, judged on the numbers of this run.
-    hot, base = results["sweep"][-1], results["undistilled"]
     by_claim = {e["claim"].split(":")[0]: e for e in results["expectations"]}
     not_robust = by_claim["Defensive distillation does not make the model robust"]
     masking = next(e for e in results["expectations"] if "apparent (PGD-CE)" in e["claim"])
@@ -269,6 +282,78 @@ def test_mtard_verdict_does_not_call_zero_robustness_comparable():
     assert [e["status"] for e in robust] == [NOT_SHOWN, SHOWN, NOT_SHOWN, NOT_SHOWN, NOT_SHOWN, SHOWN]
 
 
+def break_result(rates: dict[str, float], n: int = 4) -> dict:
+    """A ``break_defensive`` result with these success rates (only what the verdict and the tables read)."""
+    rows = [{"key": k, "attack": BREAK_ATTACKS[k], "success": v, "n": n, "masked": k in MASKED_ATTACKS, "detail": ""}
+            for k, v in rates.items()]
+    return {"T": 100.0, "n": n, "rows": rows, "zero_grad": {"softmax": n, "logits": 0, "n": n}}
+
+
+def test_papernot_trains_and_breaks_through_the_papers_pipeline(monkeypatch):
+    """reproduce papernot = defensive_specs(shared_init=True) run by train_defensive, then break_defensive."""
+    s = papernot_module.settings(quick=True)
+    calls, models = [], iter(range(100))
+
+    def fake_train(specs, data, info, *, trained=None, on_event=None, require_done=False):
+        calls.append((specs, dict(trained or {})))
+        assert data[1] is None and require_done and info.name == s.dataset
+        given = trained or {}
+        return [given[i] if i in given else f"model {next(models)}" for i in range(len(specs))], "done"
+
+    point = {"test_accuracy": 0.9, "trained": True, "jsma_softmax_success": 0.5, "rho_adv": 0.1, "confidence": 0.9,
+             "zero_grad_fraction": 0.5, "robust_accuracy": 0.0, "apparent_robust_accuracy": 0.5, "masked": True,
+             "robustness": {"label": "AutoAttack", "flags": {"zero_gradients": 0.5}, "protocol": "autoattack",
+                            "library": "x", "eps": 0.3, "norm": "Linf", "n": 1, "seed": 0},
+             "n_jsma": 3, "n_rho": 1, "rho_unbroken": 0}
+    broken = break_result(dict.fromkeys(BREAK_ATTACKS, 1.0))
+    seen = {}
+
+    def fake_break(model, x, y, T, **kwargs):
+        seen.update(model=model, T=T, **kwargs)
+        return {**broken, "settings": {"jsma": {"theta": 1.0, "gamma": 0.145}}}
+
+    monkeypatch.setattr(papernot_module, "train_defensive", fake_train)
+    monkeypatch.setattr(papernot_module, "break_defensive", fake_break)
+    monkeypatch.setattr(papernot_module, "measure", lambda *args, **kwargs: dict(point))
+    monkeypatch.setattr(papernot_module, "targeted_success_rate", lambda *args, **kwargs: type("R", (), {"rate": 0.5}))
+    results = papernot_module.run(s, log=lambda message: None)
+
+    config = papernot_module.train_config(s.epochs, s.seed, s.batch_size, s.lr)
+
+    def specs(T):
+        return defensive_specs(s.dataset, T, shared_init=True, model=s.model, train=config, fraction=s.train_fraction)
+
+    (first, none), *per_T = calls
+    assert first == specs(1.0)[:2] and none == {}                  # the initial model and the undistilled (T = 1) one
+    assert [c[0] for c in per_T] == [specs(float(T)) for T in s.temperatures]
+    init, undistilled = "model 0", "model 1"
+    assert [c[1] for c in per_T] == [{0: init, 1: undistilled} if T == 1 else {0: init} for T in s.temperatures]
+    assert seen["T"] == s.temperatures[-1] and seen["model"] == f"model {len(s.temperatures) * 2}"
+    assert (seen["source"], seen["n"], seen["cw_l2"]) == (undistilled, s.n_break, True)
+    assert results["break_it"]["rows"] == broken["rows"]
+    claimed = [e["claim"].split(" brings")[0] for e in results["expectations"] if " brings" in e["claim"]]
+    assert claimed == [v for k, v in BREAK_ATTACKS.items() if k not in MASKED_ATTACKS]
+
+
+def test_papernot_break_claims_read_the_break_it_rates():
+    base = {"T": 1.0, "test_accuracy": 0.95, "trained": True, "jsma_softmax_success": 0.9, "rho_adv": 0.02,
+            "confidence": 0.9, "zero_grad_fraction": 0.0, "robust_accuracy": 0.0, "apparent_robust_accuracy": 0.0,
+            "masked": False, "robustness": {"label": "AutoAttack", "flags": {"zero_gradients": 0.0}}, "n_jsma": 3,
+            "jsma_logits_success": 0.5}
+    hot = {**base, "T": 100.0, "jsma_softmax_success": 0.0, "zero_grad_fraction": 1.0, "apparent_robust_accuracy": 0.9,
+           "rho_adv": 1.0, "confidence": 1.0, "rho_unbroken": 1, "n_rho": 1}
+    rates = {"jsma_softmax": 0.0, "pgd_softmax": 0.0, "jsma_logits": 0.5, "pgd_z_over_t": 1.0, "cw_margin": 0.95,
+             "cw_l2": 1.0, "transfer": 0.2}
+    claims = {e["claim"].split(" brings")[0]: e for e in
+              papernot_module.expectations(base, [hot], break_result(rates), chance=0.1) if " brings" in e["claim"]}
+    assert {k: claims[BREAK_ATTACKS[k]]["status"] for k in rates if k not in MASKED_ATTACKS} == {
+        "jsma_logits": NOT_SHOWN, "pgd_z_over_t": SHOWN, "cw_margin": SHOWN, "cw_l2": SHOWN, "transfer": NOT_SHOWN}
+    assert "against the undistilled model it succeeds 50.0 %" in claims[BREAK_ATTACKS["jsma_logits"]]["detail"]
+    del rates["cw_l2"]                                          # an attack that did not run makes no claim
+    assert BREAK_ATTACKS["cw_l2"] not in {e["claim"].split(" brings")[0] for e in papernot_module.expectations(
+        base, [hot], break_result(rates), chance=0.1)}
+
+
 def test_a_chance_level_model_makes_its_claims_did_not_train():
     # PGD-AT "robust" at 10 % clean: a collapsed model answering one class, not a defence.
     collapsed = mtard_module.expectations(mtard_rows({None: 0.9, "pgd_at": 0.1}, {None: 0.5, "standard": 0.0}))
@@ -290,14 +375,16 @@ def test_a_chance_level_model_makes_its_claims_did_not_train():
              "rho_unbroken": 0, "n_rho": 1}
     base = {**point, "T": 1.0, "test_accuracy": 0.95, "trained": True, "jsma_softmax_success": 0.9, "rho_adv": 0.02,
             "confidence": 0.9, "zero_grad_fraction": 0.0, "apparent_robust_accuracy": 0.0, "n_jsma": 3}
-    broken = {"jsma_logits": 1.0, "pgd_z_over_t": 1.0, "cw_l2": 1.0, "transfer_from_undistilled": 1.0,
-              "jsma_softmax": 0.0, "n": 4, "jsma_logits_undistilled": 1.0}
+    broken = break_result({"jsma_softmax": 0.0, "pgd_softmax": 0.0, "jsma_logits": 1.0, "pgd_z_over_t": 1.0,
+                           "cw_margin": 1.0, "cw_l2": 1.0, "transfer": 1.0})
     papernot = papernot_module.expectations(base, [point], broken, chance=0.1)
     assert papernot[0]["status"] == SHOWN                                   # rests on the undistilled model only
     assert all(e["status"] == DID_NOT_TRAIN for e in papernot[1:]), [e["status"] for e in papernot]
     assert all(not e["shown"] for e in papernot[1:])
-    assert [e["status"] for e in papernot_module.expectations(base, [{**point, "test_accuracy": 0.9, "trained": True}],
-                                                              broken, chance=0.1)][-6:-4] == [SHOWN, SHOWN]
+    trained_hot = papernot_module.expectations(base, [{**point, "test_accuracy": 0.9, "trained": True}], broken,
+                                               chance=0.1)
+    assert verdict(trained_hot, "Defensive distillation does not make the model robust")["status"] == SHOWN
+    assert verdict(trained_hot, "... but looks robust to a naive attack")["status"] == SHOWN
     # BSS: a collapsed BSS seed at 10 % of the data.
     s = bss_module.settings(quick=True)
     rows = [{"fraction": f, "method": m, "seeds": [0], "accuracy_mean": a, "accuracy_std": 0.0, "accuracies": [a],

@@ -8,7 +8,8 @@ Papernot relabels the training set once with ``softmax_T(F(x))``; computing the 
 batch is the same thing, because the frozen teacher in eval mode (dropout off) is deterministic.
 
 The whole procedure (teacher at T, soft labels, student at T, deployed at T = 1) and its
-breaking are :mod:`distill_core.papers.defensive`. The models return logits Z and temperature
+breaking are :mod:`distill_core.papers.defensive` (``defensive_specs``, ``train_defensive``,
+``break_defensive``). The models return logits Z and temperature
 lives outside them, so "deploying at T = 1" needs no change to the student: its deployed
 softmax is ``softmax(Z)``, whose logits are about T times larger than an undistilled model's —
 the gradient masking that Carlini & Wagner break (METHODS.md section 1a).

@@ -1,7 +1,7 @@
 """Figures of the defensive-distillation page: the T sweep, gradient amplitudes, the *Break it* panel.
 
 Every function takes the plain dicts of :mod:`distill_core.papers.defensive` (``sweep_rows``,
-``break_defensive``) or of a job's event series, and returns a ``go.Figure``.
+``sweep_baseline``, ``break_defensive``) or of a job's event series, and returns a ``go.Figure``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from . import PALETTE, base_layout
 
 # Papernot et al. 2016, MNIST: JSMA success 95.89 % at T = 1 (no distillation) and 0.45 % at T = 100.
 PAPER_JSMA_MNIST = ((1.0, 95.89), (100.0, 0.45))
-MASKED_KEYS = ("jsma_softmax", "pgd_softmax")     # the attacks defensive distillation stops
 
 
 def _pct(v: float | None) -> float | None:
@@ -40,17 +39,17 @@ def sweep_figure(rows: Sequence[Mapping], highlight_T: float | None = None, base
                  paper: bool = True, title: str = "", height: int = 360) -> go.Figure:
     """JSMA-on-softmax success and clean accuracy (percent) against T on a log axis.
 
-    ``rows``: sweep points (``experiments.sweep_rows``) with ``T``, ``jsma_success`` and
+    ``rows``: sweep points (``papers.defensive.sweep_rows``) with ``T``, ``jsma_softmax_success`` and
     ``test_accuracy`` as fractions; where they also carry ``robust_accuracy`` (AutoAttack, the
     truth) and ``apparent_robust_accuracy`` (PGD-CE), both are drawn: the naive attack's number
     climbing with T while the true one stays at the floor (Carlini & Wagner). ``highlight_T``
     draws a dotted line at that temperature; ``baseline`` (the undistilled model,
-    ``experiments.sweep_baseline``) adds its two values as open diamonds at T = 1; ``paper`` adds
+    ``papers.defensive.sweep_baseline``) adds its two values as open diamonds at T = 1; ``paper`` adds
     Papernot et al.'s two MNIST end points for comparison.
     """
     ts = [r["T"] for r in rows]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ts, y=[_pct(r["jsma_success"]) for r in rows], mode="lines+markers",
+    fig.add_trace(go.Scatter(x=ts, y=[_pct(r["jsma_softmax_success"]) for r in rows], mode="lines+markers",
                              name="JSMA success on the softmax", line=dict(color=PALETTE[3], width=3),
                              hovertemplate="T = %{x:g}<br>JSMA success %{y:.1f} %<extra></extra>"))
     fig.add_trace(go.Scatter(x=ts, y=[_pct(r["test_accuracy"]) for r in rows], mode="lines+markers",
@@ -64,7 +63,8 @@ def sweep_figure(rows: Sequence[Mapping], highlight_T: float | None = None, base
                                      line=dict(color=color, width=3, dash=dash),
                                      hovertemplate="T = %{x:g}<br>" + name + " %{y:.1f} %<extra></extra>"))
     if baseline is not None:
-        fig.add_trace(go.Scatter(x=[1.0, 1.0], y=[_pct(baseline["jsma_success"]), _pct(baseline["test_accuracy"])],
+        fig.add_trace(go.Scatter(x=[1.0, 1.0], y=[_pct(baseline["jsma_softmax_success"]),
+                                                   _pct(baseline["test_accuracy"])],
                                  mode="markers", name="undistilled model",
                                  marker=dict(symbol="diamond-open", size=13, color=[PALETTE[3], PALETTE[0]],
                                              line=dict(width=2)),
@@ -148,13 +148,13 @@ def gradient_histogram_figure(rows: Sequence[Mapping], highlight_T: float | None
 
 
 def break_it_figure(result: Mapping, title: str = "", height: int = 320) -> go.Figure:
-    """Horizontal bars of attack success (percent) from ``experiments.break_defensive``.
+    """Horizontal bars of attack success (percent) from ``papers.defensive.break_defensive``.
 
-    The attacks that defensive distillation stops (through the softmax) are grey, those that
-    break it red; the row order is the result's.
+    The attacks that defensive distillation stops (through the softmax: rows with ``masked``)
+    are grey, those that break it red; the row order is the result's, from the top.
     """
     rows = list(result["rows"])[::-1]
-    colors = ["#9a9a9a" if r["key"] in MASKED_KEYS else PALETTE[3] for r in rows]
+    colors = ["#9a9a9a" if r["masked"] else PALETTE[3] for r in rows]
     fig = go.Figure(go.Bar(x=[100 * r["success"] for r in rows], y=[r["attack"] for r in rows], orientation="h",
                            marker_color=colors, text=[f"{100 * r['success']:.0f} %" for r in rows],
                            textposition="outside", customdata=[r.get("detail", "") for r in rows],

@@ -1,11 +1,14 @@
 """Defensive distillation's temperature sweep (Papernot et al., IEEE S&P 2016), and how it breaks (Carlini & Wagner).
 
-METHODS.md section 1 and 1a. One initial model is trained for 1 epoch at T = 1 and shared by
-every teacher and student, as the reference code shares one between a teacher and its student
-(sharing it across T as well makes every temperature start from the same weights). Then:
+METHODS.md section 1 and 1a. The pipeline and the *Break it* protocol are the ones of
+:mod:`distill_core.papers.defensive` (the Defensive distillation page runs the same):
+``defensive_specs(..., shared_init=True)`` trained by ``train_defensive``, and ``break_defensive``.
+One initial model is trained for 1 epoch at T = 1 and shared by every teacher and student, as
+the reference code shares one between a teacher and its student (sharing it across T as well
+makes every temperature start from the same weights). Then:
 
-- the **undistilled** model: ``standard`` at T = 1 from the initial model (Papernot's baseline,
-  and the source of the transfer attack);
+- the **undistilled** model: the T = 1 teacher (``standard`` at T = 1 from the initial model),
+  Papernot's baseline and the source of the transfer attack;
 - for each T, a **teacher** trained with ``standard`` at T and a **student** of the same
   architecture trained with ``defensive`` at T on the teacher's soft labels, deployed at T = 1.
 
@@ -13,9 +16,10 @@ Each deployed model is measured as in the paper: test accuracy, targeted JSMA su
 softmax (the first ``n_jsma`` correctly classified test samples, each towards the 9 other
 classes, gamma = 14.5 %, theta = +1), ``rho_adv`` (uncapped JSMA on the softmax), mean
 confidence, and the histogram of the softmax's adversarial gradient amplitude with its exact
-zeros. The highest-T student is then attacked the ways that ignore the saturated softmax:
-JSMA on the logits, PGD on ``softmax(Z / T)``, CW-L2, and PGD examples transferred from the
-undistilled model.
+zeros. The highest-T student is then broken with ``break_defensive`` on ``n_break`` samples:
+JSMA and PGD through the softmax next to JSMA on the logits, PGD on ``softmax(Z / T)``, the C&W
+margin loss, CW-L2 and PGD examples transferred from the undistilled model, and the exact-zero
+gradient count.
 
 Every deployed model also gets the lab's robust accuracy (METHODS.md section 6): AutoAttack
 (``robustness.evaluate_robustness``, standard version) at the dataset's Linf eps (MNIST 0.3) on
@@ -35,8 +39,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._torch import predict
-from ..attacks import attack_defaults, run_attack
 from ..data import DatasetInfo, load_dataset
 from ..evaluate import (
     accuracy,
@@ -46,22 +48,30 @@ from ..evaluate import (
     rho_adv,
     targeted_success_rate,
 )
-from ..papers.defensive import GRAD_LOG10_RANGE
+from ..papers.defensive import (
+    BREAK_ATTACKS,
+    GRAD_LOG10_RANGE,
+    MASKED_ATTACKS,
+    break_defensive,
+    break_rates,
+    defensive_specs,
+    stage_roles,
+    train_defensive,
+)
 from ..robustness import MASKING_GAP
+from ..train import Event
 from ._common import (
     SPLIT_SEED,
     Log,
     chance_accuracy,
     expectation,
     expectations_markdown,
-    fresh_model,
     markdown_table,
     pct,
     points,
     protocol_record,
     robust_accuracy,
     train_config,
-    train_model,
     trained,
     untrained_note,
 )
@@ -76,7 +86,11 @@ NOT_ROBUST = 0.05        # "not more robust": AutoAttack accuracy within 5 point
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the papernot reproduction depends on (stored in results.json)."""
+    """Everything the papernot reproduction depends on (stored in results.json).
+
+    The Break-it attacks' own settings are ``break_defensive``'s protocol (the dataset's attack
+    defaults), stored with its result.
+    """
 
     dataset: str = "mnist-5k"
     model: str = "papernot-cnn"
@@ -92,19 +106,14 @@ class Settings:
     n_rho: int = 20                   # samples for rho_adv (uncapped JSMA on the softmax)
     n_grad: int = 1000                # samples for the gradient amplitude histogram
     grad_bins: int = 45               # log10 bins over GRAD_LOG10_RANGE
-    n_break: int = 100                # correctly classified samples attacked in "break it"
-    cw_steps: int = 100               # CW-L2: Adam steps per binary-search step
-    cw_search: int = 9                # CW-L2: binary-search steps over c, from c = 1e-3 (C&W's)
-    # C&W take up to 10,000 Adam steps of 1e-2. In 100 steps of 1e-2 the black background (w = atanh(-1 + 1e-6),
-    # where tanh is flat) cannot move and the attack fails on half the samples; lr 0.1 stands in for the long run.
-    cw_lr: float = 0.1
+    n_break: int = 100                # correctly classified samples attacked in "break it" (CW-L2 included)
     protocol: str = "autoattack"      # robust accuracy: robustness.evaluate_robustness's protocol, at info.default_eps
     n_robust: int = 500               # ... on the first n_robust test samples
     seed: int = 0
 
 
 QUICK = dict(temperatures=(1, 20, 100), epochs=1, train_fraction=0.25, batch_size=32, lr=2e-3, n_test=500, n_jsma=3,
-             n_rho=1, n_grad=50, n_break=4, cw_steps=50, cw_search=5, n_robust=100)
+             n_rho=1, n_grad=50, n_break=4, n_robust=100)
 
 
 def settings(quick: bool = False, seed: int = 0) -> Settings:
@@ -137,41 +146,14 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Settings, inf
             "n_grad": grads["n"]}
 
 
-def break_it(student: nn.Module, undistilled: nn.Module, x: torch.Tensor, y: torch.Tensor, T: float,
-             s: Settings, info: DatasetInfo) -> dict[str, Any]:
-    """Success rates against the T-student: the masked attacks and the four that get through (METHODS.md 1a).
-
-    JSMA (softmax and logits) follows Papernot's protocol (first ``n_break`` correct samples x 9
-    targets); JSMA on the logits also runs against the undistilled model, its reference. The
-    untargeted attacks run on the student's samples and succeed when the student misclassifies.
-    PGD uses the dataset's budget (MNIST: eps 0.3, 40 steps of 0.01).
-    """
-    jsma = dict(theta=s.theta, gamma=s.gamma)
-    soft = targeted_success_rate(student, x, y, "jsma", s.n_break, on="softmax", **jsma)
-    logits = targeted_success_rate(student, x, y, "jsma", s.n_break, on="logits", **jsma)
-    logits_undistilled = targeted_success_rate(undistilled, x, y, "jsma", s.n_break, on="logits", **jsma)
-    xs, ys = x[soft.indices], y[soft.indices]
-    pgd = attack_defaults("pgd", info)
-
-    def fooled(model: nn.Module, x_adv: torch.Tensor) -> float:
-        return float((predict(model, x_adv) != ys).float().mean())
-
-    torch.manual_seed(s.seed)
-    x_pgd_soft = run_attack("pgd", student, xs, ys, info=info)
-    x_pgd_zt = run_attack("pgd", student, xs, ys, info=info, temperature=float(T))
-    x_cw = run_attack("cw_l2", student, xs, ys, info=info, steps=s.cw_steps, binary_search_steps=s.cw_search,
-                      lr=s.cw_lr)
-    x_transfer = run_attack("pgd", undistilled, xs, ys, info=info)
-    cw_fooled = predict(student, x_cw) != ys
-    cw_l2 = (x_cw - xs).flatten(1).norm(dim=1)[cw_fooled]
-    return {"T": float(T), "n": len(ys), "jsma_softmax": soft.rate, "jsma_logits": logits.rate,
-            "pgd_z_over_t": fooled(student, x_pgd_zt), "cw_l2": float(cw_fooled.float().mean()),
-            "transfer_from_undistilled": fooled(student, x_transfer),
-            "pgd_softmax": fooled(student, x_pgd_soft),
-            "cw_l2_median_distance": float(cw_l2.median()) if len(cw_l2) else None,
-            "transfer_source_success": fooled(undistilled, x_transfer),
-            "jsma_logits_undistilled": logits_undistilled.rate,
-            "pgd_settings": pgd, "cw_steps": s.cw_steps, "cw_search": s.cw_search, "cw_lr": s.cw_lr}
+def _epoch_log(names: dict[str, str], epochs: dict[str, int], log: Log):
+    """An ``on_event(role, event)`` for ``train_defensive`` that logs about four epoch lines per stage."""
+    def on_event(role: str, event: Event) -> None:
+        every, epoch = max(1, epochs[role] // 4), event.data.get("epoch")
+        if event.kind == "epoch" and (epoch % every == 0 or epoch == epochs[role]):
+            log(f"{names[role]}: epoch {epoch}/{epochs[role]}, loss {event.data['train_loss']:.4f} "
+                f"({event.data['epoch_seconds']:.1f} s)")
+    return on_event
 
 
 def run(s: Settings, log: Log) -> dict[str, Any]:
@@ -179,25 +161,28 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
     train_ds, info = load_dataset(s.dataset, "train", seed=SPLIT_SEED, fraction=s.train_fraction)
     test_ds, _ = load_dataset(s.dataset, "test", seed=SPLIT_SEED)
     x, y = test_ds.tensors
+    data = (train_ds, None)                  # no per-epoch test evaluation: every measurement is below
     config = train_config(s.epochs, s.seed, s.batch_size, s.lr)
 
-    init = train_model("initial model (T = 1)", "standard", fresh_model(s.model, info, s.seed), train_ds,
-                       dataclasses.replace(config, epochs=1), log, info=info)
-    init_state = {k: v.clone() for k, v in init.state_dict().items()}
-    undistilled = train_model("undistilled (standard, T = 1)", "standard",
-                              fresh_model(s.model, info, s.seed, init_state), train_ds, config, log, info=info)
+    def train(T: float, stages: int = 3, trained: dict[int, nn.Module] | None = None) -> list[nn.Module]:
+        specs = defensive_specs(s.dataset, T, shared_init=True, model=s.model, train=config,
+                                fraction=s.train_fraction)[:stages]
+        names = {"init": "initial model (T = 1)", "teacher": f"T = {T:g} teacher", "student": f"T = {T:g} student"}
+        if T == 1:
+            names["teacher"] = "undistilled (standard, T = 1)"
+        epochs = {role: spec.train.epochs for role, spec in zip(stage_roles(specs), specs)}
+        return train_defensive(specs, data, info, trained=trained, on_event=_epoch_log(names, epochs, log),
+                               require_done=True)[0]
+
+    # The undistilled model is the T = 1 teacher: standard at T = 1 from the shared initial model.
+    init, undistilled = train(1.0, stages=2)
     baseline = {"T": 1.0, **measure(undistilled, x, y, s, info, "undistilled", log)}
     log(f"undistilled: accuracy {pct(baseline['test_accuracy'])}, JSMA on the softmax "
         f"{pct(baseline['jsma_softmax_success'])}")
 
     sweep, student = [], None
     for T in s.temperatures:
-        teacher = undistilled if T == 1 else train_model(
-            f"T = {T:g} teacher", "standard", fresh_model(s.model, info, s.seed, init_state), train_ds, config, log,
-            method_config={"T": float(T)}, info=info)
-        student = train_model(f"T = {T:g} student", "defensive", fresh_model(s.model, info, s.seed, init_state),
-                              train_ds, config, log, method_config={"T": float(T)}, teachers={"teacher": teacher},
-                              info=info)
+        student = train(float(T), trained={0: init, **({1: undistilled} if T == 1 else {})})[2]
         point = {"T": float(T), **measure(student, x, y, s, info, f"T = {T:g} student", log)}
         sweep.append(point)
         log(f"T = {T:g} student: accuracy {pct(point['test_accuracy'])}, JSMA on the softmax "
@@ -205,7 +190,11 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
 
     T_break = float(s.temperatures[-1])
     log(f"breaking the T = {T_break:g} student")
-    broken = break_it(student, undistilled, x, y, T_break, s, info)
+    broken = break_defensive(student, x, y, T_break, source=undistilled, n=s.n_break, cw_l2=True, info=info,
+                             seed=s.seed, progress=lambda done, total, name: log(f"break it: {name}"))
+    # The reference for JSMA on the logits: the same attack on the undistilled model, which JSMA's cap also limits.
+    baseline["jsma_logits_success"] = targeted_success_rate(undistilled, x, y, "jsma", s.n_break, info=info,
+                                                            on="logits", **broken["settings"]["jsma"]).rate
     return {"undistilled": baseline, "sweep": sweep, "break_it": broken,
             "chance_accuracy": chance_accuracy(info), "robustness_protocol": protocol_record(baseline["robustness"]),
             "expectations": expectations(baseline, sweep, broken, chance_accuracy(info))}
@@ -214,8 +203,11 @@ def run(s: Settings, log: Log) -> dict[str, Any]:
 def expectations(baseline: dict, sweep: list[dict], broken: dict, chance: float = 0.1) -> list[dict]:
     """Papernot's claims and Carlini & Wagner's, each checked against the measured numbers.
 
-    A claim is "did not train" when a model it rests on (the undistilled model, the highest-T
-    student, or every student for the accuracy claim) is within 5 points of ``chance``.
+    ``broken`` is the ``break_defensive`` result on the highest-T student: one claim per attack
+    of it that is not masked (:data:`~distill_core.papers.defensive.BREAK_ATTACKS`), "brings the
+    attack back near 100 %". A claim is "did not train" when a model it rests on (the
+    undistilled model, the highest-T student, or every student for the accuracy claim) is
+    within 5 points of ``chance``.
     """
     hot = sweep[-1]
     T = hot["T"]
@@ -262,15 +254,27 @@ def expectations(baseline: dict, sweep: list[dict], broken: dict, chance: float 
                     f"gradients on {pct(hot['robustness']['flags']['zero_gradients'])} of the samples",
                     untrained(hot)),
     ]
-    for key, name in (("jsma_logits", "JSMA on the logits"), ("pgd_z_over_t", f"PGD on softmax(Z / {T:g})"),
-                      ("cw_l2", "CW-L2"), ("transfer_from_undistilled", "Transfer from the undistilled model")):
-        reference = (f"; against the undistilled model it succeeds {pct(broken['jsma_logits_undistilled'])}"
-                     if key == "jsma_logits" else "")
-        out.append(expectation(f"{name} brings the attack back near 100 % against the T = {T:g} student",
-                               broken[key] >= BROKEN - 1e-6, f"{pct(broken[key])} vs JSMA on the softmax "
-                               f"{pct(broken['jsma_softmax'])} on {broken['n']} samples (threshold {pct(BROKEN, 0)})"
-                               + reference, pair if key == "transfer_from_undistilled" else untrained(hot)))
+    rates = break_rates(broken)
+    for key in (k for k in BREAK_ATTACKS if k in rates and k not in MASKED_ATTACKS):
+        reference = (f"; against the undistilled model it succeeds {pct(baseline['jsma_logits_success'])}"
+                     if key == "jsma_logits" and baseline.get("jsma_logits_success") is not None else "")
+        out.append(expectation(f"{BREAK_ATTACKS[key]} brings the attack back near 100 % against the T = {T:g} "
+                               "student", rates[key] >= BROKEN - 1e-6,
+                               f"{pct(rates[key])} vs JSMA on the softmax {pct(rates['jsma_softmax'])} on "
+                               f"{broken['n']} samples (threshold {pct(BROKEN, 0)})" + reference,
+                               pair if key == "transfer" else untrained(hot)))
     return out
+
+
+def break_markdown(broken: dict) -> str:
+    """A ``break_defensive`` result as markdown: its table (attack, success, detail) and the zero-gradient count."""
+    zg = broken["zero_grad"]
+    table = markdown_table(["attack", "success", "detail"],
+                           [[r["attack"] + (" (masked)" if r["masked"] else ""), pct(r["success"]), r["detail"]]
+                            for r in broken["rows"]])
+    return (f"{table}\n\nExactly-zero input gradients: through the softmax {zg['softmax']} of {zg['n']} images, "
+            f"through the logits {zg['logits']} of {zg['n']}. JSMA succeeds when it reaches the target; the other "
+            "attacks when the image is misclassified.")
 
 
 def markdown(results: dict) -> str:
@@ -285,12 +289,7 @@ def markdown(results: dict) -> str:
 
     rows = [row("undistilled (T = 1, no distillation)", results["undistilled"])]
     rows += [row(f"student, T = {p['T']:g}", p) for p in results["sweep"]]
-    attacks = [("JSMA on the softmax (Papernot)", "jsma_softmax"), ("PGD on the softmax (CE at T = 1)", "pgd_softmax"),
-               ("JSMA on the logits", "jsma_logits"), ("JSMA on the logits, against the undistilled model",
-                                                       "jsma_logits_undistilled"),
-               (f"PGD on softmax(Z / {b['T']:g})", "pgd_z_over_t"),
-               ("CW-L2", "cw_l2"), ("Transfer from the undistilled model (PGD)", "transfer_from_undistilled")]
-    cw = b["cw_l2_median_distance"]
+    reference = results["undistilled"].get("jsma_logits_success")
     return "\n\n".join([
         "## Temperature sweep (deployed at T = 1)",
         markdown_table(["model", "test accuracy", "JSMA success (softmax)", "rho_adv", "confidence",
@@ -302,11 +301,9 @@ def markdown(results: dict) -> str:
         "apparent: PGD-CE on the same samples, what a naive evaluation reports; masked: AutoAttack's checks fired "
         "(exactly-zero gradients, or Square beating the white-box attacks). Trained: clean accuracy more than "
         f"5 points above chance ({pct(results['chance_accuracy'], 0)}).",
-        f"## Break it: attacks on the T = {b['T']:g} student ({b['n']} samples)",
-        markdown_table(["attack", "success"], [[name, pct(b[key])] for name, key in attacks]),
-        f"PGD: eps {b['pgd_settings']['eps']:g}, {b['pgd_settings']['steps']} steps of {b['pgd_settings']['alpha']:g}. "
-        f"CW-L2: {b['cw_steps']} Adam steps of {b['cw_lr']:g} x {b['cw_search']} binary-search steps from c = 1e-3; "
-        f"median L2 of its successes: {'n/a' if cw is None else f'{cw:.2f}'}. The transferred examples fool "
-        f"the undistilled model itself {pct(b['transfer_source_success'])} of the time.",
+        f"## Break it: attacks on the T = {b['T']:g} student ({b['n']} images)",
+        break_markdown(b) + ("" if reference is None else
+                             f" For reference, JSMA on the logits succeeds {pct(reference)} against the "
+                             "undistilled model: JSMA's cap limits it there too."),
         "## Did the papers' effects show?", expectations_markdown(results["expectations"]),
     ])
