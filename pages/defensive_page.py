@@ -15,6 +15,7 @@ from distill_core.papers.defensive import (
     PAPERNOT_TEMPERATURES,
     break_defensive,
     defensive_specs,
+    stage_roles,
     sweep_baseline,
     sweep_rows,
 )
@@ -27,9 +28,11 @@ from distill_core.plots.defensive import (
 )
 from distill_core.reproduce import expectation_status
 from distill_core.runs import RunError
+from distill_core.train import Event
 from distill_core.zoo import list_zoo
 from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
-from ui.jobs import ReproductionRun, TrainingJob, job_series
+from ui.jobs import JOBS, ReproductionRun, TrainingJob
+from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_SWEEP = ROOT / "assets" / "reproductions" / "papernot" / "results.json"
@@ -59,55 +62,60 @@ epochs = c3.number_input("Epochs per stage", 1, 50, 1 if ds_name == "mnist-5k" e
 specs = defensive_specs(ds_name, float(T), int(epochs))
 st.dataframe(pd.DataFrame([{"stage": i, "role": role, "method": s.method, "model": s.model, "T": s.method_config["T"],
                             "teacher": s.teachers.get("teacher", "-"), "epochs": s.train.epochs}
-                           for i, (role, s) in enumerate(zip(("teacher", "student"), specs))]),
+                           for i, (role, s) in enumerate(zip(stage_roles(specs), specs))]),
              hide_index=True, key="dd_specs")
 st.caption("Stage 0 trains the teacher on the labels with CE(softmax(Z/T), y); stage 1 trains a student of the same "
            "architecture on the teacher's soft labels softmax(Z_teacher/T) at the same T. Deployed, the student "
            "uses softmax(Z): its logits are about T times larger than an undistilled model's.")
 
-job = ss.jobs.get(ss.get("dd_job", ""))
+def page_job() -> TrainingJob | None:
+    """This page's job: the one this tab started, else (after a reload, in a new tab) the latest one from this page."""
+    job = JOBS.get(ss.get("dd_job"))
+    if job is None:
+        mine = JOBS.all(origin="defensive")
+        job = mine[0] if mine else None
+        ss.dd_job = None if job is None else job.id
+    return job
+
+
+job = page_job()
 running = job is not None and not job.snapshot().finished
-b1, b2, _ = st.columns([1, 1, 4])
-if b1.button("Train teacher + student", key="dd_start", type="primary", disabled=running):
+if st.button("Train teacher + student", key="dd_start", type="primary", disabled=running,
+             help="Runs in the background; a reload or another tab sees it too."):
     try:
-        job = TrainingJob(specs=specs, runs_dir=runs_dir(), label=f"defensive distillation T={T:g} · {ds_name}",
-                          origin="defensive").start()
+        label = f"defensive distillation T={T:g} · {ds_name}"
+        job = JOBS.add(TrainingJob(specs=specs, runs_dir=runs_dir(), label=label, origin="defensive").start())
     except (ValueError, RunError) as e:
         st.error(f"Could not start training: {e}")
     else:
-        ss.jobs[job.id] = job
         ss.dd_job = job.id
         running = True
-if b2.button("Stop training", key="dd_stop", disabled=not running):
-    job.request_stop()
 
 
 def _show_job(job: TrainingJob) -> None:
     snap = job.snapshot()
-    role = ("teacher", "student")[min(snap.stage, 1)]
-    eta = snap.eta_s()
-    text = (f"{snap.status} after {snap.elapsed_s():.0f} s" if snap.finished else
-            f"training the {role} (stage {snap.stage + 1} of {snap.stages})"
-            + (f", about {eta:.0f} s left in this stage" if eta else ""))
-    st.progress(snap.progress(), text=text)
-    series = {r: job_series(snap.events, i) for i, r in enumerate(("teacher", "student")) if i <= snap.stage}
+    if not snap.finished:
+        role = ("teacher", "student")[min(snap.stage, 1)]
+        job_progress_row(job, snap, key="dd_stop", label=f"Training the {role}")
+    roles = stage_roles(job.specs)
+    series = {roles[i]: job.series(i, max_points=LIVE_POINTS) for i in range(min(snap.stage + 1, snap.stages))}
     st.plotly_chart(training_figure(series), key="dd_training_chart")
     if snap.finished:
-        if snap.status == "done":
-            accs = [job_series(snap.events, i)["evals"]["test_accuracy"] for i in range(snap.stages)]
-            msg = " · ".join(f"{r}: {100 * a[-1]:.1f} % test accuracy" for r, a in zip(("teacher", "student"), accs)
-                             if a)
-            st.success(f"Done. {msg}. The student is saved as a run"
+        if snap.status == "done" and not (snap.final_event() or Event("", 0, 0)).data.get("warning"):
+            accs = {roles[i]: job.series(i)["evals"]["test_accuracy"] for i in range(snap.stages)}
+            msg = " · ".join(f"{r}: {100 * a[-1]:.1f} % test accuracy" for r, a in accs.items() if a)
+            st.success(f"Done in {fmt_s(snap.elapsed_s())}. {msg}. The student is saved as run "
+                       f"`{snap.run_paths[-1].name}`"
                        + (": pick it in step 3 to break it." if job.specs[0].dataset == "mnist-5k" else "."))
-        elif snap.status == "stopped":
-            st.info("Stopped; what was learned so far is saved as a run.")
         else:
-            st.error(f"Training ended: {snap.status}. {snap.message}")
+            job_status_message(job, snap)
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=LIVE_REDRAW_S)
 def _poll_job(job_id: str) -> None:
-    job = ss.jobs[job_id]
+    job = JOBS.get(job_id)
+    if job is None:
+        return
     _show_job(job)
     if job.snapshot().finished:
         st.rerun()
@@ -236,8 +244,10 @@ default = next((i for i, r in enumerate(mnist_models) if r.key == BREAK_DEFAULT)
 k1, k2, k3 = st.columns([4, 4, 1])
 ref = mnist_models[labels.index(k1.selectbox("Distilled model to attack", labels, index=default, key="dd_break_model",
                                               help="Defensive students from the zoo or your runs (step 1)."))]
-n_break = k2.slider("Test images (N)", 5, 200, 50, step=5, key="dd_break_n")
-with_cw_l2 = k3.checkbox("CW-L2", key="dd_break_cw", help="Also Carlini & Wagner's L2 attack (4 x 50 Adam steps: "
+n_break = k2.slider("Test images (N)", 5, 100, 30, step=5, key="dd_break_n",
+                    help="The first N test images the model classifies correctly; JSMA attacks each towards all 9 "
+                         "other digits (Papernot's protocol).")
+with_cw_l2 = k3.checkbox("CW-L2", key="dd_break_cw", help="Also Carlini & Wagner's L2 attack (9 x 100 Adam steps: "
                          "about as long as all the others together).")
 try:
     model, info, cfg = get_model(ref)
@@ -254,8 +264,27 @@ def _break(target, target_info, T: float, n: int, cw_l2: bool, progress) -> dict
     source = zoo_model(UNDISTILLED)[0] if UNDISTILLED in zoo_names and ref.key != UNDISTILLED else None
     data, _ = dataset("mnist-5k", "test")
     x, y = data.tensors
-    return break_defensive(target, x, y, T, source=source, n=n, info=target_info, cw_l2_steps=50 if cw_l2 else 0,
-                           progress=progress)
+    return break_defensive(target, x, y, T, source=source, n=n, cw_l2=cw_l2, info=target_info, progress=progress)
+
+
+def _show_break(res: dict, title: str, key: str) -> None:
+    """One Break-it result (the live one or the reproduction's): its bars, exact-zero gradient counts and table."""
+    left, right = st.columns([3, 2])
+    left.plotly_chart(break_it_figure(res, title=title), key=f"{key}_fig")
+    with right:
+        zg = res["zero_grad"]
+        m1, m2 = st.columns(2)
+        m1.metric("Zero softmax gradient", f"{zg['softmax']} / {zg['n']}",
+                  help="Images whose input Jacobian of softmax(Z) is exactly 0 in float32.")
+        m2.metric("Zero logit gradient", f"{zg['logits']} / {zg['n']}",
+                  help="The same for the logits Z: never zero, the information is all there.")
+        st.markdown("**Grey**: attacks through the saturated softmax, which the defence blinds. **Red**: the same "
+                    "budget spent through the logits, Z/T, the C&W margin, or on another model - the defence does "
+                    "not stop them. A softmax gradient that is exactly zero is the signature of gradient masking "
+                    "(one of AutoAttack's checks), not of robustness.")
+    st.dataframe(pd.DataFrame([{"attack": r["attack"], "success": f"{100 * r['success']:.0f} %",
+                                "detail": r["detail"]} for r in res["rows"]]),
+                 hide_index=True, key=f"{key}_table")
 
 
 mtime = (Path(ref.key) / "model.pt").stat().st_mtime if ref.source == "run" else 0.0
@@ -276,31 +305,11 @@ if st.button("Break it", key="dd_break", type="primary"):
         bar.empty()
 if settings in cache and ss.get("dd_break_shown") == settings:
     res = cache[settings]
-    left, right = st.columns([3, 2])
-    left.plotly_chart(break_it_figure(res, title=f"Attack success on {ref.label} (T = {res['T']:g})"),
-                      key="dd_break_fig")
-    with right:
-        zg = res["zero_grad"]
-        m1, m2 = st.columns(2)
-        m1.metric("Zero softmax gradient", f"{zg['softmax']} / {zg['n']}",
-                  help="Images whose input Jacobian of softmax(Z) is exactly 0 in float32.")
-        m2.metric("Zero logit gradient", f"{zg['logits']} / {zg['n']}",
-                  help="The same for the logits Z: never zero, the information is all there.")
-        st.markdown("**Grey**: attacks through the saturated softmax, which the defence blinds. **Red**: the same "
-                    "budget spent through the logits, Z/T, the C&W margin, or on another model - the defence does "
-                    "not stop them. A softmax gradient that is exactly zero is the signature of gradient masking "
-                    "(one of AutoAttack's checks), not of robustness.")
-    st.dataframe(pd.DataFrame([{"attack": r["attack"], "success": f"{100 * r['success']:.0f} %",
-                                "detail": r["detail"]} for r in res["rows"]]),
-                 hide_index=True, key="dd_break_table")
+    _show_break(res, f"Attack success on {ref.label} (T = {res['T']:g})", "dd_break")
 elif cache:
     st.caption("Settings changed: press **Break it** to attack this model.")
 broken = (results or {}).get("break_it")
 if broken:
     with st.expander(f"The same attacks in the {kind} of the reproduction (T = {broken['T']:g} student, "
                      f"{broken['n']} images)"):
-        names = {"jsma_softmax": "JSMA on the softmax", "pgd_softmax": "PGD on the softmax (T = 1)",
-                 "jsma_logits": "JSMA on the logits", "pgd_z_over_t": "PGD on softmax(Z / T)", "cw_l2": "CW-L2",
-                 "transfer_from_undistilled": "Transfer from the undistilled model"}
-        st.dataframe(pd.DataFrame([{"attack": v, "success": f"{100 * broken[k]:.0f} %"} for k, v in names.items()
-                                   if broken.get(k) is not None]), hide_index=True, key="dd_shipped_break")
+        _show_break(broken, f"Attack success on the reproduction's T = {broken['T']:g} student", "dd_repro_break")

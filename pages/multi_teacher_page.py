@@ -17,8 +17,8 @@ from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.common import dataset, init_state, pick_models, runs_dir
-from ui.jobs import TrainingJob, job_series
-from ui.widgets import job_progress_row, job_status_message
+from ui.jobs import JOBS, TrainingJob
+from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message
 
 init_state()
 ss = st.session_state
@@ -110,7 +110,18 @@ with c_train:
                                 placeholder="no limit")
     seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="mt_seed")
 
-job = ss.jobs.get(ss.mt_job) if ss.mt_job else None
+def page_job():
+    """This page's MTARD job: the one this tab started, else (after a reload, in a new tab) the latest one started
+    from this page on this server, so its progress, Stop and live tuning are never orphaned."""
+    job = JOBS.get(ss.mt_job)
+    if job is None:
+        mine = JOBS.all(origin="Multi-teacher")
+        job = mine[0] if mine else None
+        ss.mt_job = None if job is None else job.id
+    return job
+
+
+job = page_job()
 running = job is not None and not job.snapshot().finished
 ready = clean_ref is not None and robust_ref is not None
 b1, b2 = st.columns([1, 4], vertical_alignment="center")
@@ -132,19 +143,19 @@ if start:
     except ValueError as e:
         st.error(f"Cannot start: {e}")
     else:
-        job = TrainingJob([spec], runs_dir(), label=f"mtard · {ds} · {student}", origin="Multi-teacher").start()
-        ss.jobs[job.id] = job
+        job = JOBS.add(TrainingJob([spec], runs_dir(), label=f"mtard · {ds} · {student}",
+                                   origin="Multi-teacher").start())
         ss.mt_job = job.id
         for q in TUNABLE:
             ss[f"mt_take_{q}"] = False
 
-job = ss.jobs.get(ss.mt_job) if ss.mt_job else None
+job = page_job()
 ss.mt_live = job is not None and not job.snapshot().finished
 
 
 def _take_over(q: str) -> None:
     """When the user takes a quantity over, its slider starts at the run's current value."""
-    job = ss.jobs.get(ss.mt_job)
+    job = page_job()
     if job is None or not ss.get(f"mt_take_{q}"):
         return
     last = job.snapshot().last("step")
@@ -179,10 +190,10 @@ def live_tuning(job, snap) -> None:
             job.controls.clear(q)
 
 
-@st.fragment(run_every=1.0 if ss.mt_live else None)
+@st.fragment(run_every=LIVE_REDRAW_S if ss.mt_live else None)
 def live_run() -> None:
     """Progress, live tuning and the balance charts of this page's MTARD job, redrawn every second while it runs."""
-    job = ss.jobs.get(ss.mt_job) if ss.mt_job else None
+    job = page_job()
     if job is None:
         st.info("Press **Start MTARD** to train a student live. The charts show tau, w, the teachers' entropies "
                 "and the two loss terms as they move.")
@@ -196,7 +207,7 @@ def live_run() -> None:
         job_progress_row(job, snap, key="mt_stop")
     if not snap.finished:
         live_tuning(job, snap)
-    steps = job_series(snap.events)["steps"]
+    steps = job.series(max_points=LIVE_POINTS)["steps"]
     if not steps["step"] or "tau_nat" not in steps:
         return
     x = steps["step"]

@@ -22,8 +22,8 @@ from distill_core.runs import RunError, delete_run, is_live, list_runs, read_met
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from ui.common import dataset, init_state, pick_models, runs_dir
-from ui.jobs import TrainingJob, job_series
-from ui.widgets import fmt_s, job_progress_row, job_status_message
+from ui.jobs import JOBS, TrainingJob
+from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, cached_figure, fmt_s, job_progress_row, job_status_message
 
 init_state()
 ss = st.session_state
@@ -71,14 +71,15 @@ def method_settings(method: str, container) -> dict:
 def job_charts(job, snap, prefix: str) -> None:
     """Loss and accuracy curves of a job's current stage, then one chart per group of the method's own series."""
     stage = snap.stage
-    series = job_series(snap.events, stage)
+    series = job.series(stage, max_points=LIVE_POINTS)
     steps, evals = series["steps"], series["evals"]
     if len(job.specs) > 1:
         st.caption(f"Stage {stage + 1} of {len(job.specs)}: {job.specs[stage].method} · {job.specs[stage].model}")
     left, right = st.columns(2)
     left.plotly_chart(loss_figure(steps), key=f"{prefix}_loss", width="stretch")
-    right.plotly_chart(accuracy_figure(evals, epochs=job.specs[stage].train.epochs), key=f"{prefix}_acc",
-                       width="stretch")
+    acc = cached_figure(f"{prefix}_acc_{stage}", len(evals["step"]),      # changes once per evaluation only
+                        lambda: accuracy_figure(evals, epochs=job.specs[stage].train.epochs))
+    right.plotly_chart(acc, key=f"{prefix}_acc", width="stretch")
     groups = group_series(steps)
     if groups:
         cols = st.columns(min(len(groups), 2))
@@ -175,22 +176,21 @@ if start:
     except (ValueError, TypeError) as e:
         st.error(f"Cannot start: {e}")
     else:
-        job = TrainingJob([spec], runs_dir(), origin="Train").start()
-        ss.jobs[job.id] = job
+        job = JOBS.add(TrainingJob([spec], runs_dir(), origin="Train").start())
         ss.train_focus = job.id
 
 st.divider()
-st.subheader("Training jobs in this session")
-jobs = sorted(ss.jobs.values(), key=lambda j: j.started, reverse=True)
-ss.train_live = [j.id for j in jobs if not j.snapshot().finished]
+st.subheader("Training jobs")
+st.caption("Every job of this lab's server, from any page or browser tab: a reload or another tab sees them too.")
+ss.train_live = [j.id for j in JOBS.running()]
 
 
-@st.fragment(run_every=1.0 if ss.train_live else None)
+@st.fragment(run_every=LIVE_REDRAW_S if ss.train_live else None)
 def live_jobs() -> None:
-    """Progress of every job of the session, and the focused job's curves; redrawn every second while one runs."""
-    jobs = sorted(ss.jobs.values(), key=lambda j: j.started, reverse=True)
+    """Progress of every job of the server, and the focused job's curves; redrawn every second while one runs."""
+    jobs = JOBS.all()
     if not jobs:
-        st.info("No training yet in this session: choose the settings above and press **Start training**.")
+        st.info("No training yet: choose the settings above and press **Start training**.")
         return
     snaps = {j.id: j.snapshot() for j in jobs}
     if any(jid in snaps and snaps[jid].finished for jid in ss.train_live):
@@ -239,7 +239,7 @@ st.caption(f"Folder: `{folder.resolve()}` · {len(runs)} runs. Headless: `python
 if not runs:
     st.info("No saved runs yet.")
 else:
-    training_here = {name for j in jobs if not j.snapshot().finished for name in j.run_names}
+    training_here = {name for j in JOBS.running() for name in j.run_names}
     rows = []
     for r in runs:
         row = r.row()

@@ -23,3 +23,12 @@ def runs_dir(tmp_path: Path) -> Path:
     d = tmp_path / "runs"
     d.mkdir()
     return d
+
+
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test():
+    """The app's job board is one per process (jobs belong to the server): stop and forget a test's jobs after it."""
+    yield
+    jobs = sys.modules.get("ui.jobs")
+    if jobs is not None:
+        jobs.JOBS.clear()

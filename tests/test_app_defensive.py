@@ -8,11 +8,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core import zoo
+from distill_core.papers import defensive
+from distill_core.papers.defensive import BREAK_ATTACKS
 from distill_core.zoo import list_zoo
-from ui.jobs import ReproductionRun
+from ui.jobs import JOBS, ReproductionRun
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "defensive_page.py")
+SHIPPED = ROOT / "assets" / "reproductions" / "papernot" / "results.json"
 NEEDED = {"mnist-5k/defensive-T100", "mnist-5k/standard"}
 pytestmark = pytest.mark.skipif(not NEEDED <= {m["name"] for m in list_zoo()},
                                 reason="the zoo is not built (python -m distill_core zoo build)")
@@ -94,19 +97,45 @@ def test_rerun_the_sweep_runs_the_reproduction_in_the_background(monkeypatch):
     assert next(t for t in sweep["data"] if t["name"] == "clean test accuracy")["x"] == [1.0, 20.0, 100.0]
 
 
-def test_break_it_shows_jsma_on_the_softmax_fails_where_jsma_on_the_logits_succeeds():
+def _frames(at: AppTest, column: str) -> list:
+    return [d.value for d in at.dataframe if column in d.value.columns]
+
+
+def test_break_it_shows_jsma_on_the_softmax_fails_where_jsma_on_the_logits_succeeds(monkeypatch):
+    calls, real = [], defensive.break_defensive
+
+    def spy(*args, **kwargs):                   # the page's live panel runs the one Break-it protocol
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(defensive, "break_defensive", spy)
     at = _page()
     assert at.selectbox(key="dd_break_model").value == "zoo: defensive-T100"
+    shipped_tables = _frames(at, "detail")     # before Break it: the reproduction's result only
     at.slider(key="dd_break_n").set_value(5).run()
     at.button(key="dd_break").click().run()
     assert not at.exception, at.exception
+    assert len(calls) == 1 and calls[0]["n"] == 5 and calls[0]["source"] is not None and not calls[0]["cw_l2"]
     table = _frame(at, "detail")
+    # One label map, in the protocol's order (no CW-L2 unless ticked).
+    assert list(table["attack"]) == [v for k, v in BREAK_ATTACKS.items() if k != "cw_l2"]
     rate = {a: float(s.rstrip(" %")) for a, s in zip(table["attack"], table["success"])}
-    assert rate["JSMA on the softmax (Papernot's attack)"] < rate["JSMA on the logits Z"]
-    assert rate["PGD on softmax(Z / T)"] > rate["PGD on the softmax (cross-entropy at T = 1)"]
-    assert "Transfer from the undistilled model" in rate
-    zero_soft, zero_logit = (m.value for m in at.metric)
+    assert rate[BREAK_ATTACKS["jsma_softmax"]] < rate[BREAK_ATTACKS["jsma_logits"]]
+    assert rate[BREAK_ATTACKS["pgd_z_over_t"]] > rate[BREAK_ATTACKS["pgd_softmax"]]
+    zero_soft, zero_logit = (m.value for m in at.metric[:2])
     assert int(zero_soft.split(" / ")[0]) > 0 and int(zero_logit.split(" / ")[0]) == 0
+    # The reproduction's result, below, is shown by the same table: same columns, same labels.
+    assert len(_frames(at, "detail")) == len(shipped_tables) + 1
+    for frame in shipped_tables:
+        assert list(frame.columns) == list(table.columns) and set(frame["attack"]) <= set(BREAK_ATTACKS.values())
+
+
+def test_the_reproductions_break_it_is_one_table_with_the_label_map():
+    at = _page()
+    shipped = json.loads(SHIPPED.read_text())["break_it"]
+    [frame] = _frames(at, "detail")
+    assert list(frame["attack"]) == [BREAK_ATTACKS[r["key"]] for r in shipped["rows"]] == list(BREAK_ATTACKS.values())
+    assert list(frame["success"]) == [f"{100 * r['success']:.0f} %" for r in shipped["rows"]]
 
 
 def test_training_teacher_and_student_on_moons_saves_two_runs(tmp_path):
@@ -116,19 +145,12 @@ def test_training_teacher_and_student_on_moons_saves_two_runs(tmp_path):
     assert list(_frame(at, "role")["model"]) == ["mlp", "mlp"]
     at.button(key="dd_start").click().run()
     assert not at.exception, at.exception
-    job = at.session_state["jobs"][at.session_state["dd_job"]]
+    job = JOBS.get(at.session_state["dd_job"])
     job.join(90)
     at.run()
     assert job.snapshot().status == "done", job.snapshot().message
-    assert any("Done." in s.value for s in at.success)
+    assert any(s.value.startswith("Done in") and "student:" in s.value for s in at.success)
     assert len(list((tmp_path / "runs").iterdir())) == 2
-
-
-def test_page_runs_under_the_router():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/defensive_page.py").run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == "Defensive distillation, and how it is broken"
 
 
 def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from distill_core.runs import read_run
 from distill_core.zoo import list_zoo
+from ui.jobs import JOBS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "multi_teacher_page.py")
@@ -25,10 +26,7 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_RUNS", str(runs))
     at = AppTest.from_file(PAGE, default_timeout=90)
     at.runs = runs
-    yield at
-    for job in at.session_state["jobs"].values() if "jobs" in at.session_state else []:
-        job.request_stop()
-        job.join(TIMEOUT)
+    yield at          # conftest stops and forgets the jobs it started (they live on the server's board)
 
 
 def _wait(cond, what: str) -> None:
@@ -48,7 +46,7 @@ def _start_on_moons(at: AppTest, epochs: int = 200):
     at.number_input(key="mt_pgd_steps").set_value(2).run()
     at.button(key="mt_start").click().run()
     assert not at.exception
-    job = at.session_state["jobs"][at.session_state["mt_job"]]
+    job = JOBS.get(at.session_state["mt_job"])
     _wait(lambda: job.snapshot().last("step") is not None or job.snapshot().finished, "a first MTARD step")
     assert job.snapshot().status == "running", job.snapshot().message
     at.run()
@@ -109,18 +107,16 @@ def test_taking_over_writes_the_jobs_controls_and_handing_back_clears_them(app):
 
     # the worker applies it from its next step: the logged series show the user's values
     def applied():
-        steps = [e for e in job.snapshot().events if e.kind == "step"]
-        return steps and steps[-1].data["tau_adv"] == 3.0 and steps[-1].data["w_adv"] == pytest.approx(0.8)
+        last = job.snapshot().last("step")
+        return last is not None and last.data["tau_adv"] == 3.0 and last.data["w_adv"] == pytest.approx(0.8)
     _wait(applied, "the worker to apply the user's values")
     app.run()
     tau_chart = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert tau_chart["data"][1]["name"] == "tau_adv" and tau_chart["data"][1]["y"][-1] == 3.0
     assert any(a["text"] == "you: tau_adv" for a in tau_chart["layout"].get("annotations", []))
 
-    # back from another page, the widgets' state is gone: they show what the worker uses
+    # a reloaded tab (a new session, no state): it finds the running job, and its widgets show what the worker uses
     again = AppTest.from_file(PAGE, default_timeout=90)
-    again.session_state["jobs"] = app.session_state["jobs"]
-    again.session_state["mt_job"] = job.id
     again.run()
     assert not again.exception
     assert again.toggle(key="mt_take_tau_adv").value and again.slider(key="mt_val_tau_adv").value == 3.0

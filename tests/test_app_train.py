@@ -19,6 +19,7 @@ from distill_core.plots.training import (
     switch_points,
 )
 from distill_core.train import TrainConfig
+from ui.jobs import JOBS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "train_page.py")
@@ -32,10 +33,7 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_RUNS", str(runs))
     at = AppTest.from_file(PAGE, default_timeout=90)
     at.runs = runs
-    yield at
-    for job in at.session_state["jobs"].values() if "jobs" in at.session_state else []:
-        job.request_stop()
-        job.join(TIMEOUT)
+    yield at          # conftest stops and forgets the jobs it started (they live on the server's board)
 
 
 def _on_moons(at: AppTest, epochs: int = 1) -> AppTest:
@@ -47,7 +45,7 @@ def _on_moons(at: AppTest, epochs: int = 1) -> AppTest:
 
 
 def _only_job(at: AppTest):
-    [job] = at.session_state["jobs"].values()
+    [job] = JOBS.all()
     return job
 
 
@@ -120,6 +118,12 @@ def test_progress_while_running_then_stop(app):
     assert not app.exception
     assert app.get("progress"), "no progress bar while training"
     assert any(m.label == "ETA" for m in app.metric)
+    # The run that is training cannot be deleted: the button is off and the page says why.
+    name = job.run_names[0]
+    app.selectbox(key="train_delete_run").set_value(name).run()
+    app.checkbox(key="train_delete_confirm").check().run()
+    assert app.button(key="train_delete_go").disabled
+    assert any("still training" in c.value for c in app.caption)
     stop = app.button(key=f"train_stop_{job.id}")
     assert stop.label == "Stop training"
     stop.click().run()

@@ -90,6 +90,8 @@ def test_a_first_deep_link_keeps_the_router(server, browser):
 
     With a folder named ``pages/``, Streamlit's legacy discovery would serve ``pages/train.py`` on its own
     (no shared sidebar, no navigation) if a file stem equalled its URL path. This test must stay first.
+    (That first legacy pass still shows Streamlit's "Page not found" notice over the right page, once per
+    server start; later deep links do not: see the next test.)
     """
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -101,6 +103,16 @@ def test_a_first_deep_link_keeps_the_router(server, browser):
         assert nav.get_by_text(p.title, exact=True).count() >= 1, f"{p.title} missing from the navigation"
     assert page.get_by_role("heading", name="Train").count() >= 1
     assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_a_later_deep_link_opens_its_page_without_a_notice(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/multi-teacher")
+    _settle(page)
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.locator("h1").first.inner_text().startswith("Multi-teacher")
     page.close()
 
 
@@ -140,6 +152,11 @@ def test_train_page_start_progress_stop(server, browser):
     page.wait_for_selector('[data-testid="stProgress"]', timeout=90_000)
     page.wait_for_timeout(2500)  # let a few steps happen
     page.screenshot(path=str(SHOTS / "train-running.png"), full_page=True)
+    # A reload is a new browser session: the job belongs to the server, so its progress and Stop are still there.
+    page.reload()
+    _settle(page)
+    page.wait_for_selector('[data-testid="stProgress"]', timeout=90_000)
+    page.screenshot(path=str(SHOTS / "train-running-after-reload.png"), full_page=True)
     page.locator('[class*="st-key-train_stop_"] button').first.click()
     deadline = time.time() + 90
     summaries = []

@@ -40,14 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP_KEYS = {"experiment", "quick", "settings", "seconds", "command", "expectations"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fraction(v) -> bool:
     return isinstance(v, float) and 0.0 <= v <= 1.0
 

@@ -1,14 +1,16 @@
-"""The app's background runner (ui/jobs.py) without streamlit: done, stop, two at once, divergence, "@0" teachers."""
+"""The app's jobs (ui/jobs.py + the worker process) without streamlit: done, stop, two at once, divergence,
+"@0" teachers, live controls, a killed worker, the server's job board, downsampled series."""
 
+import os
 import time
 
 import pytest
 import torch
 
-from distill_core.runs import load_model, read_run
+from distill_core.runs import list_runs, load_model, read_run
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
-from ui.jobs import TrainingJob, job_series
+from ui.jobs import JobBoard, TrainingJob, job_series
 
 TIMEOUT = 120   # seconds; the suite shares two cores
 
@@ -21,7 +23,7 @@ def _moons(epochs: int = 1, **train) -> TrainSpec:
 def _wait_for_step(job: TrainingJob, timeout: float = TIMEOUT) -> None:
     end = time.time() + timeout
     while job.snapshot().last("step") is None:
-        assert job.snapshot().status == "running", job.snapshot().message
+        assert job.snapshot().status in ("starting", "running"), job.snapshot().message
         assert time.time() < end, "no training step within the timeout"
         time.sleep(0.05)
 
@@ -50,7 +52,8 @@ def test_job_runs_to_done_and_saves_its_run(runs_dir, jobs):
     assert run.status == "done" and not run.broken
     assert run.summary["test_accuracy"] == pytest.approx(snap.final_event().data["test_accuracy"])
     load_model(path)
-    series = job_series(snap.events)
+    assert run.summary["pid"] != os.getpid()              # trained in the worker process, not in this one
+    series = job.series(max_points=None)
     n = len(series["steps"]["step"])
     assert n == snap.final_event().data["steps"] > 0
     assert all(len(col) == n for col in series["steps"].values())
@@ -127,7 +130,7 @@ def test_later_stage_uses_the_first_stage_run_as_teacher(runs_dir, jobs):
     assert read_run(second).config["teachers"] == {"teacher": str(first)}
     assert read_run(second).config["method"] == "kd"
     assert {e.data["stage"] for e in snap.events} == {0, 1}
-    assert len(job_series(snap.events, stage=1)["evals"]["epoch"]) == 1
+    assert len(job.series(stage=1)["evals"]["epoch"]) == 1
 
 
 def test_a_failing_stage_ends_as_error_with_the_reason(runs_dir, jobs):
@@ -159,12 +162,21 @@ def test_controls_reach_the_method_at_its_next_step(runs_dir, jobs):
     job.controls.set("tau_adv", 4.5)
     jobs.append(job.start())
     end = time.time() + TIMEOUT
-    while not job_series(job.snapshot().events, stage=1)["steps"]["step"]:
+    while not job.series(stage=1)["steps"]["step"]:
         assert not job.snapshot().finished, job.snapshot().message
         assert time.time() < end
         time.sleep(0.05)
-    steps = job_series(job.snapshot().events, stage=1)["steps"]
+    steps = job.series(stage=1)["steps"]
     assert steps["tau_adv"][0] == 4.5 and steps["user_tau_adv"][0] == 1.0 and steps["user_tau_nat"][0] == 0.0
+    # A takeover set while the run goes reaches the worker at its next step.
+    job.controls.set("tau_nat", 7.0)
+    end = time.time() + TIMEOUT
+    while job.series(stage=1)["steps"]["tau_nat"][-1] != 7.0:
+        assert not job.snapshot().finished and time.time() < end, job.snapshot().message
+        time.sleep(0.05)
+    job.controls.clear("tau_nat")
+    with pytest.raises(KeyError):
+        job.controls.set("beta", 1.0)                     # not a live control of MTARD
 
 
 def test_a_job_starts_once_and_needs_a_spec(runs_dir, jobs):
@@ -175,3 +187,48 @@ def test_a_job_starts_once_and_needs_a_spec(runs_dir, jobs):
     with pytest.raises(RuntimeError):
         job.start()
     assert job.label == "standard · moons · mlp"
+
+
+def test_a_killed_worker_ends_the_job_as_interrupted_and_lists_its_run_so(runs_dir, jobs):
+    job = TrainingJob([_moons(epochs=100_000)], runs_dir)
+    jobs.append(job.start())
+    end = time.time() + TIMEOUT
+    while not (job.snapshot().last("epoch") is not None):
+        assert not job.snapshot().finished and time.time() < end, job.snapshot().message
+        time.sleep(0.05)
+    job.kill()                                            # what the kernel's OOM killer does
+    assert job.join(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.status == "interrupted" and snap.finished
+    assert "killed" in snap.message
+    [run] = list_runs(runs_dir)
+    assert run.status == "interrupted"                    # its process is gone: not "running" forever
+    model, _, _ = load_model(run.path)                    # the last finished epoch is kept
+    assert torch.isfinite(model(torch.rand(4, 2))).all()
+
+
+def test_the_board_shows_every_job_to_every_session(runs_dir, jobs):
+    board = JobBoard()
+    job = board.add(TrainingJob([_moons(epochs=500)], runs_dir, origin="Train"))
+    jobs.append(job.start())
+    _wait_for_step(job)
+    # A reloaded tab has no session state: it finds the job on the server's board.
+    assert board.all() == [job] and board.all(origin="Train") == [job] and board.all(origin="Multi-teacher") == []
+    assert board.running() == [job] and board.training(job.run_names[0])
+    board.get(job.id).request_stop()                      # its Stop works from there
+    assert job.join(TIMEOUT) and job.snapshot().status == "stopped"
+    assert board.running() == [] and not board.training(job.run_names[0])
+    board.clear()
+    assert board.all() == []
+
+
+def test_live_series_are_thinned_to_what_a_chart_draws(runs_dir, jobs):
+    job = TrainingJob([_moons(epochs=20)], runs_dir)
+    jobs.append(job.start())
+    assert job.join(TIMEOUT)
+    full = job.series(max_points=None)["steps"]
+    thin = job.series(max_points=50)["steps"]
+    assert len(full["step"]) > 100
+    assert 25 <= len(thin["step"]) <= 51 and thin["step"][-1] == full["step"][-1] and thin["step"][0] == full["step"][0]
+    assert set(thin) == set(full) and all(len(c) == len(thin["step"]) for c in thin.values())
+    assert job_series([]) == {"steps": {"step": []}, "evals": {"epoch": [], "step": [], "test_accuracy": []}}

@@ -19,6 +19,7 @@ from distill_core.device import choose_device
 from distill_core.runs import RunError, list_runs, load_model
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo, load_zoo_model
+from ui.jobs import JOBS
 
 
 def runs_dir() -> Path:
@@ -32,7 +33,6 @@ def init_state() -> None:
     """Session defaults every page can rely on (safe to call many times)."""
     ss = st.session_state
     ss.setdefault("dataset", "mnist-5k")
-    ss.setdefault("jobs", {})           # job id -> ui.jobs.TrainingJob
     ss.setdefault("device", "auto")
 
 
@@ -151,7 +151,7 @@ def sidebar() -> None:
         n_zoo = sum(m["dataset"] == ds for m in zoo)
         n_runs = sum(r.config.get("dataset") == ds for r in runs if not r.broken)
         st.caption(f"**Models for {ds}:** {n_zoo} in the zoo, {n_runs} from your runs")
-        active = [j for j in st.session_state.jobs.values() if not j.snapshot().finished]
+        active = JOBS.running()
         if active:
             st.caption(f"**Training now:** {len(active)} job(s) - see the Train page")
 

@@ -1,21 +1,28 @@
-"""Background training for the app: a worker thread per job that never touches streamlit.
+"""Background training for the app: each job trains in its own worker process, and jobs belong to the server.
 
 A :class:`TrainingJob` runs one or more :class:`~distill_core.spec.TrainSpec` in sequence (a
-later stage may name an earlier stage's run as a teacher with ``"@0"``, ``"@1"``: the
-defensive-distillation page trains a teacher, then its student). The worker appends the
-Trainer's events to a locked list; pages read :meth:`TrainingJob.snapshot` from a fragment
-that reruns on a timer. Stop sets the event the Trainer checks between steps, so the run ends
-as ``stopped`` with its checkpoint saved. Jobs live in the browser session's state, so they
-survive switching pages, and two sessions each have their own thread and run folders::
+later stage may name an earlier stage's run as a teacher or initial weights with ``"@0"``,
+``"@1"``: the defensive-distillation page trains a teacher, then its student). The stages run in
+a process started with *spawn* (:mod:`ui.worker`), so training never competes with the Streamlit
+server for its interpreter lock; a reader thread here collects the worker's events, keeps the
+live series for the charts, and notices a worker that died. Stop sets an event the Trainer checks
+between steps, so the run ends as ``stopped`` with its checkpoint saved; live values (MTARD's
+takeovers) go through :class:`~ui.worker.SharedControls`.
 
-    job = TrainingJob([TrainSpec(dataset="moons", model="mlp")], runs_dir).start()
+Jobs are kept in :data:`JOBS`, one board per server process: every browser tab, a reloaded one
+included, sees the running jobs with their progress and Stop::
+
+    job = JOBS.add(TrainingJob([TrainSpec(dataset="moons", model="mlp")], runs_dir).start())
     snap = job.snapshot()            # status, progress(), eta_s(), events, run_paths, message
+    series = job.series(max_points=400)   # the live charts' columns, downsampled
     job.controls.set("tau_adv", 3.0) # live tuning, read by the method at its next step
     job.request_stop()
 """
 
 from __future__ import annotations
 
+import math
+import queue as queue_module
 import threading
 import time
 import traceback
@@ -24,20 +31,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distill_core import reproduce
-from distill_core.methods import Controls
+from distill_core.methods import get_method
 from distill_core.runs import new_run_name
-from distill_core.spec import TrainSpec, prepare_training
-from distill_core.train import FINAL_KINDS, Event, run_to_end
+from distill_core.spec import TrainSpec
+from distill_core.train import FINAL_KINDS, Event
+from ui.worker import SPAWN, SharedControls, work
+
+ACTIVE = ("starting", "running")     # a job in one of these states has not finished
+SERIES_SKIP = ("progress", "eta_s", "stage")
 
 
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's progress for one redraw."""
 
-    status: str                 # queued | running | done | stopped | diverged | error
+    status: str                 # starting | running | done | stopped | diverged | error | interrupted
     stage: int                  # index of the spec being trained
     stages: int
-    events: list[Event]
+    events: list[Event]         # every event but the per-step ones (see TrainingJob.series), plus the last step
     run_paths: list[Path]
     message: str = ""
     label: str = ""
@@ -46,7 +57,7 @@ class JobSnapshot:
 
     @property
     def finished(self) -> bool:
-        return self.status not in ("queued", "running")
+        return self.status not in ACTIVE
 
     def last(self, kind: str) -> Event | None:
         for e in reversed(self.events):
@@ -78,11 +89,57 @@ class JobSnapshot:
         return None
 
 
+class _Series:
+    """One stage's live columns, appended to as events arrive (no re-scan of the event list per redraw)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list] = {"step": []}
+        self.evals: dict[str, list] = {"epoch": [], "step": [], "test_accuracy": []}
+
+    def add(self, e: Event) -> None:
+        if e.kind == "step":
+            n = len(self.steps["step"])
+            self.steps["step"].append(e.step)
+            for k, v in e.data.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in SERIES_SKIP:
+                    self.steps.setdefault(k, [None] * n).append(v)
+            for column in self.steps.values():
+                if len(column) == n:
+                    column.append(None)
+        elif e.kind == "eval":
+            self.evals["epoch"].append(e.epoch + 1)
+            self.evals["step"].append(e.step)
+            self.evals["test_accuracy"].append(e.data["test_accuracy"])
+
+    def view(self, max_points: int | None) -> dict[str, dict[str, list]]:
+        n = len(self.steps["step"])
+        stride = 1 if not max_points or n <= max_points else math.ceil(n / max_points)
+        keep = list(range(0, n, stride))
+        if keep and keep[-1] != n - 1:
+            keep.append(n - 1)                       # the latest value is always drawn
+        steps = {k: [col[i] for i in keep] for k, col in self.steps.items()} if stride > 1 else \
+            {k: list(col) for k, col in self.steps.items()}
+        return {"steps": steps, "evals": {k: list(v) for k, v in self.evals.items()}}
+
+
+def _death_message(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        why = {"SIGKILL": "killed (out of memory, or by hand)", "SIGTERM": "terminated"}.get(name, name)
+        return f"the training process was {why} before the run finished"
+    return f"the training process ended unexpectedly (exit code {exitcode}) before the run finished"
+
+
 @dataclass
 class TrainingJob:
-    """One training job (one or several stages) in a background thread.
+    """One training job (one or several stages) in a worker process.
 
-    ``origin`` names the page that started it (the Train page lists every job of the session).
+    ``origin`` names the page that started it (the Train page lists every job of the server).
     """
 
     specs: list[TrainSpec]
@@ -90,17 +147,19 @@ class TrainingJob:
     label: str = ""
     origin: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    stop: threading.Event = field(default_factory=threading.Event)
-    controls: Controls = field(default_factory=Controls)
     started: float = field(default_factory=time.time)
+    controls: SharedControls = field(init=False)
+    stop: object = field(init=False)                   # a multiprocessing Event: is_set(), set()
     _events: list[Event] = field(default_factory=list)
+    _series: list[_Series] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _status: str = "queued"
     _stage: int = 0
     _run_paths: list[Path] = field(default_factory=list)
     _message: str = ""
     _ended: float | None = None
-    _thread: threading.Thread | None = None
+    _process: object = None
+    _reader: threading.Thread | None = None
 
     def __post_init__(self):
         if not self.specs:
@@ -113,28 +172,52 @@ class TrainingJob:
         if not self.label:
             s = self.specs[-1]
             self.label = f"{s.method} · {s.dataset} · {s.model}"
+        keys = sorted({k for s in self.specs for k in get_method(s.method).control_keys})
+        self.controls = SharedControls(keys)
+        self.stop = SPAWN.Event()
+        self._series = [_Series() for _ in self.specs]
+
+    # ----------------------------------------------------------------- control (any thread)
 
     def start(self) -> TrainingJob:
-        """Start the worker thread (once); returns the job."""
+        """Start the worker process and the thread that reads its events (once); returns the job.
+
+        The job is ``starting`` until the worker has loaded the data and the first run folder exists.
+        """
         with self._lock:
-            if self._thread is not None:
+            if self._process is not None:
                 raise RuntimeError(f"job {self.id} was already started")
-            self._status = "running"
+            self._status = "starting"
             self.started = time.time()
-            self._thread = threading.Thread(target=self._work, name=f"train-{self.id}", daemon=True)
-        self._thread.start()
+            q = SPAWN.Queue()
+            self._process = SPAWN.Process(target=work, args=(self.specs, str(self.runs_dir), q, self.stop,
+                                                             self.controls),
+                                          name=f"train-{self.id}", daemon=True)
+            self._reader = threading.Thread(target=self._read, args=(q,), name=f"train-{self.id}-events", daemon=True)
+        self._process.start()
+        self._reader.start()
         return self
 
     def request_stop(self) -> None:
         """Ask the worker to stop at its next step; the run is saved as ``stopped``."""
         self.stop.set()
 
+    def kill(self) -> None:
+        """Kill the worker process at once (what an out-of-memory kill does); the job ends as ``interrupted``."""
+        if self._process is not None:
+            self._process.kill()
+
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker; True when it has finished."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
+        """Wait for the job to finish; True when it has."""
+        if self._reader is not None:
+            self._reader.join(timeout)
+            return not self._reader.is_alive()
         return True
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id (None before start)."""
+        return None if self._process is None else self._process.pid
 
     @property
     def run_names(self) -> list[str]:
@@ -151,81 +234,113 @@ class TrainingJob:
             return JobSnapshot(self._status, self._stage, len(self.specs), list(self._events),
                                list(self._run_paths), self._message, self.label, self.started, self._ended)
 
-    # ----------------------------------------------------------------- worker (no streamlit here)
+    def series(self, stage: int | None = None, max_points: int | None = 400) -> dict[str, dict[str, list]]:
+        """The live charts' columns of ``stage`` (default: the current one), at most ``max_points`` steps.
 
-    def _resolve(self, spec: TrainSpec) -> TrainSpec:
-        """Replace ``"@i"`` teacher references by the run folder of stage ``i``."""
-        teachers = {}
-        for role, ref in spec.teachers.items():
-            if ref.startswith("@"):
-                i = int(ref[1:])
-                if not 0 <= i < len(self._run_paths):
-                    raise ValueError(f"teacher {role!r} refers to stage {ref}, which has not run yet")
-                teachers[role] = str(self._run_paths[i])
-            else:
-                teachers[role] = ref
-        return replace(spec, teachers=teachers)
-
-    def _append(self, event: Event) -> None:
+        ``{"steps": {"step": [...], "loss": [...], <method logs>...}, "evals": {"epoch", "step",
+        "test_accuracy"}}``; a value missing at a step is None. Long runs are thinned evenly (every
+        k-th step, the latest always kept), so a chart costs the same after 100 or 100,000 steps.
+        """
         with self._lock:
-            self._events.append(event)
+            return self._series[self._stage if stage is None else stage].view(max_points)
+
+    # ----------------------------------------------------------------- the reader thread (no streamlit)
+
+    def _append(self, stage: int, event: Event) -> None:
+        event.data["stage"] = stage
+        with self._lock:
+            self._series[stage].add(event)
+            if event.kind == "step":   # keep the last step event only: the series hold the rest
+                if self._events and self._events[-1].kind == "step":
+                    self._events[-1] = event
+                else:
+                    self._events.append(event)
+            else:
+                self._events.append(event)
             if event.kind in FINAL_KINDS:
                 self._message = event.data.get("reason", "")
+                self._status = event.kind
 
-    def _work(self) -> None:
-        final = "done"
-        i = 0
+    def _read(self, q) -> None:
+        ended = False
+        stage = 0
         try:
-            for i, spec in enumerate(self.specs):
-                with self._lock:
-                    self._stage = i
-                trainer, writer = prepare_training(self._resolve(spec), self.runs_dir, stop=self.stop,
-                                                   controls=self.controls)
-                if writer is not None:
+            while not ended:
+                try:
+                    kind, stage, payload = q.get(timeout=0.5)
+                except queue_module.Empty:
+                    if not self._process.is_alive():
+                        break
+                    continue
+                if kind == "run":
                     with self._lock:
-                        self._run_paths.append(writer.path)
-                def on_event(event: Event, stage: int = i) -> None:
-                    event.data["stage"] = stage
-                    self._append(event)
-
-                final = run_to_end(trainer, on_event).kind
-                if final != "done":
-                    break
-        except Exception as e:  # noqa: BLE001 - report any failure on the page, never crash the app
-            final = "error"
-            self._append(Event("error", 0, 0, {"reason": f"{type(e).__name__}: {e}", "stage": i,
-                                               "traceback": traceback.format_exc()}))
+                        self._stage, self._status = stage, "running"
+                        self._run_paths.append(Path(payload))
+                elif kind == "event":
+                    self._append(stage, payload)
+                else:
+                    ended = True
+        except Exception:  # noqa: BLE001 - a broken message must not leave the job "running" forever
+            with self._lock:
+                self._message = traceback.format_exc(limit=2)
+        self._process.join(5)
         with self._lock:
-            self._status = final
+            if not ended or self._status in ACTIVE:
+                reason = _death_message(self._process.exitcode)
+                self._events.append(Event("error", 0, 0, {"reason": reason, "stage": stage, "interrupted": True}))
+                self._status, self._message = "interrupted", reason
             self._ended = time.time()
 
 
-def job_series(events: list[Event], stage: int | None = None) -> dict[str, dict[str, list]]:
-    """Columns for the live charts: per step (``step``, ``loss`` and every logged value) and per eval.
+class JobBoard:
+    """The server's jobs, shared by every browser session (one board per process)."""
 
-    Returns ``{"steps": {"step": [...], "loss": [...], "lr": [...], <method logs>...},
-    "evals": {"epoch": [...], "step": [...], "test_accuracy": [...]}}``; a value missing at a step
-    is None, so every column of ``steps`` has the length of ``steps["step"]``.
-    """
-    steps: dict[str, list] = {"step": []}
-    evals: dict[str, list] = {"epoch": [], "step": [], "test_accuracy": []}
+    def __init__(self) -> None:
+        self._jobs: dict[str, TrainingJob] = {}
+        self._lock = threading.Lock()
+
+    def add(self, job: TrainingJob) -> TrainingJob:
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+    def get(self, job_id: str | None) -> TrainingJob | None:
+        with self._lock:
+            return self._jobs.get(job_id) if job_id else None
+
+    def all(self, origin: str | None = None) -> list[TrainingJob]:
+        """Every job (of ``origin``, the page that started it), the most recent first."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if origin is None or j.origin == origin]
+        return sorted(jobs, key=lambda j: j.started, reverse=True)
+
+    def running(self) -> list[TrainingJob]:
+        return [j for j in self.all() if j.status in ACTIVE]
+
+    def training(self, run_name: str) -> bool:
+        """Whether a running job of this server trains the run folder ``run_name``."""
+        return any(run_name in j.run_names for j in self.running())
+
+    def clear(self) -> None:
+        """Stop every running job, wait for it, and forget all jobs (tests; a server shutting down)."""
+        for job in self.running():
+            job.request_stop()
+        for job in self.all():
+            job.join(60)
+        with self._lock:
+            self._jobs.clear()
+
+
+JOBS = JobBoard()
+
+
+def job_series(events: list[Event], stage: int | None = None) -> dict[str, dict[str, list]]:
+    """Columns for charts from a list of events (a finished run's, or a test's): as :meth:`TrainingJob.series`."""
+    s = _Series()
     for e in events:
-        if stage is not None and e.data.get("stage") != stage:
-            continue
-        if e.kind == "step":
-            steps["step"].append(e.step)
-            for k, v in e.data.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("progress", "eta_s",
-                                                                                        "stage"):
-                    steps.setdefault(k, [None] * (len(steps["step"]) - 1)).append(v)
-            for k in steps:
-                if len(steps[k]) < len(steps["step"]):
-                    steps[k].append(None)
-        elif e.kind == "eval":
-            evals["epoch"].append(e.epoch + 1)
-            evals["step"].append(e.step)
-            evals["test_accuracy"].append(e.data["test_accuracy"])
-    return {"steps": steps, "evals": evals}
+        if stage is None or e.data.get("stage") == stage:
+            s.add(e)
+    return s.view(None)
 
 
 @dataclass

@@ -11,6 +11,21 @@ import streamlit as st
 
 from ui.common import divergence_advice
 
+LIVE_POINTS = 400        # steps a live chart draws at most (a chart is a few hundred pixels wide)
+LIVE_REDRAW_S = 1.0      # how often a live view redraws while a job runs
+
+
+def cached_figure(key: str, version, build):
+    """The figure ``build()`` made for ``(key, version)``, rebuilt only when ``version`` changes (per session).
+
+    For live views: a chart whose data did not change since the last redraw is not rebuilt.
+    """
+    cache = st.session_state.setdefault("_figure_cache", {})
+    hit = cache.get(key)
+    if hit is None or hit[0] != version:
+        hit = cache[key] = (version, build())
+    return hit[1]
+
 
 def fmt_s(seconds: float | None) -> str:
     """A duration for people: ``"..."`` when unknown, ``"42 s"``, ``"3 min 05 s"``."""
@@ -27,7 +42,12 @@ def job_progress_row(job, snap, key: str, label: str | None = None, container=st
     """
     c_bar, c_btn = container.columns([5, 1], vertical_alignment="bottom")
     last = snap.last("step")
-    where = f"epoch {last.epoch + 1}, step {last.step}" if last else "loading the data and the teachers"
+    if last is not None:
+        where = f"epoch {last.epoch + 1}, step {last.step}"
+    elif snap.status == "starting":
+        where = "starting: a worker process is loading torch, the data and the teachers"
+    else:
+        where = "loading the data and the teachers"
     stage = f"stage {snap.stage + 1} of {len(job.specs)} · " if len(job.specs) > 1 else ""
     c_bar.progress(snap.progress(), text=f"{label or job.label} · {stage}{where} · {snap.progress():.0%} · "
                                          f"ETA {fmt_s(snap.eta_s())}")

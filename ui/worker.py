@@ -1,0 +1,116 @@
+"""The training worker process: runs a job's stages through the Trainer and reports every event on a queue.
+
+It is started by :class:`ui.jobs.TrainingJob` with ``multiprocessing``'s *spawn* start method, so
+the Streamlit server's interpreter (its lock, its threads) never runs a training step, and a
+worker that dies (killed, out of memory) takes nothing else with it. It imports only the core
+(no streamlit). Messages on the queue, in order::
+
+    ("run", stage, run_folder)        a stage's run folder exists (before its first event)
+    ("event", stage, Event)           every Trainer event, numbers as plain floats
+    ("end", stage, None)              the worker is done (after the last stage or the first failure)
+
+Live values (MTARD's takeovers) come in through :class:`SharedControls`, read by the method at
+its next step; Stop is a ``multiprocessing.Event`` the Trainer checks between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+class SharedControls:
+    """Live values shared with a worker process: the interface of :class:`distill_core.methods.Controls`.
+
+    Backed by a shared ``double`` array over a fixed list of keys (NaN = not set), so a value the
+    page sets is seen by the worker at its next read, with no message passing. ``set`` of a key
+    not in the list raises ``KeyError``; ``get`` of one returns None.
+    """
+
+    def __init__(self, keys: tuple[str, ...] | list[str]):
+        self.keys = tuple(keys)
+        self._values = SPAWN.Array("d", [math.nan] * max(len(self.keys), 1))
+
+    def _index(self, key: str) -> int:
+        try:
+            return self.keys.index(key)
+        except ValueError:
+            raise KeyError(f"{key!r} is not a live control of this job; it has {', '.join(self.keys) or 'none'}")\
+                from None
+
+    def set(self, key: str, value: float) -> None:
+        with self._values.get_lock():
+            self._values[self._index(key)] = float(value)
+
+    def clear(self, key: str | None = None) -> None:
+        with self._values.get_lock():
+            for i, k in enumerate(self.keys):
+                if key is None or k == key:
+                    self._values[i] = math.nan
+
+    def get(self, key: str) -> float | None:
+        if key not in self.keys:
+            return None
+        v = self._values[self.keys.index(key)]
+        return None if math.isnan(v) else float(v)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._values.get_lock():
+            return {k: float(v) for k, v in zip(self.keys, self._values) if not math.isnan(v)}
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and numpy scalars as Python numbers, so an event pickles small and reads anywhere."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def resolve_stage_refs(spec, run_paths: list[Path]):
+    """Replace ``"@i"`` references (teachers, ``init``) by the run folder of stage ``i``."""
+    def path(what: str, ref: str | None) -> str | None:
+        if ref is None or not ref.startswith("@"):
+            return ref
+        i = int(ref[1:])
+        if not 0 <= i < len(run_paths):
+            raise ValueError(f"{what} refers to stage {ref}, which has not run yet")
+        return str(run_paths[i])
+
+    return replace(spec, teachers={role: path(f"teacher {role!r}", ref) for role, ref in spec.teachers.items()},
+                   init=path("init", spec.init))
+
+
+def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls) -> None:
+    """The worker's body (in the spawned process): train each stage in turn, stop at the first that is not done."""
+    from distill_core.spec import prepare_training
+    from distill_core.train import Event, run_to_end
+
+    run_paths: list[Path] = []
+    i = 0
+    try:
+        for i, spec in enumerate(specs):
+            trainer, writer = prepare_training(resolve_stage_refs(spec, run_paths), runs_dir, stop=stop,
+                                               controls=controls)
+            run_paths.append(writer.path)
+            queue.put(("run", i, str(writer.path)))
+
+            def report(event: Event, stage: int = i) -> None:
+                queue.put(("event", stage, replace(event, data=_plain(event.data))))
+
+            if run_to_end(trainer, report).kind != "done":
+                break
+    except Exception as e:  # noqa: BLE001 - any failure is reported to the page, never lost
+        queue.put(("event", i, Event("error", 0, 0, {"reason": f"{type(e).__name__}: {e}",
+                                                      "traceback": traceback.format_exc()})))
+    finally:
+        queue.put(("end", i, None))
+        queue.close()
+        queue.join_thread()
