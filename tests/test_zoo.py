@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from distill_core._torch import predict
 from distill_core.data import load_dataset
 from distill_core.robustness import read_record
-from distill_core.train import evaluate_accuracy
 from distill_core.zoo import ZOO_DIR, list_zoo, load_zoo_model, sha256
 from distill_core.zoo_build import RECIPES, build_zoo
 
@@ -36,10 +36,11 @@ def test_file_matches_hash_and_accuracy_matches_manifest(entry):
     model, info, _ = load_zoo_model(entry["name"])
     assert info.name == entry["dataset"]
     test, _ = load_dataset(entry["dataset"], "test")
-    acc = evaluate_accuracy(model, test)
+    # The build measured with the Trainer's loader; this checks with the pages' batched predict, a different path.
+    acc = float((predict(model, test.tensors[0]) == test.tensors[1]).float().mean())
     # Built on another machine's CPU; a different BLAS may flip at most a couple of test samples.
     assert acc == pytest.approx(entry["metrics"]["test_accuracy"], abs=2.5 / len(test))
-    assert 0.0 <= entry["metrics"]["robust_accuracy"] <= 1.0
+    assert acc > 1.5 / info.num_classes, "a shipped model at chance did not train"
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[m["name"] for m in ENTRIES])
