@@ -69,12 +69,8 @@ st.caption("Stage 0 trains the teacher on the labels with CE(softmax(Z/T), y); s
            "uses softmax(Z): its logits are about T times larger than an undistilled model's.")
 
 def page_job() -> TrainingJob | None:
-    """This page's job: the one this tab started, else (after a reload, in a new tab) the latest one from this page."""
-    job = JOBS.get(ss.get("dd_job"))
-    if job is None:
-        mine = JOBS.all(origin="defensive")
-        job = mine[0] if mine else None
-        ss.dd_job = None if job is None else job.id
+    job = JOBS.page_job("defensive", ss.get("dd_job"))
+    ss.dd_job = None if job is None else job.id
     return job
 
 

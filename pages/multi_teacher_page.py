@@ -110,14 +110,9 @@ with c_train:
                                 placeholder="no limit")
     seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="mt_seed")
 
-def page_job():
-    """This page's MTARD job: the one this tab started, else (after a reload, in a new tab) the latest one started
-    from this page on this server, so its progress, Stop and live tuning are never orphaned."""
-    job = JOBS.get(ss.mt_job)
-    if job is None:
-        mine = JOBS.all(origin="Multi-teacher")
-        job = mine[0] if mine else None
-        ss.mt_job = None if job is None else job.id
+def page_job() -> TrainingJob | None:
+    job = JOBS.page_job("Multi-teacher", ss.get("mt_job"))
+    ss.mt_job = None if job is None else job.id
     return job
 
 

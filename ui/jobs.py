@@ -314,6 +314,15 @@ class JobBoard:
             jobs = [j for j in self._jobs.values() if origin is None or j.origin == origin]
         return sorted(jobs, key=lambda j: j.started, reverse=True)
 
+    def page_job(self, origin: str, job_id: str | None = None) -> TrainingJob | None:
+        """A page's job: ``job_id`` (the one this tab started) if the board has it, else the latest job started
+        from ``origin`` (after a reload or in a new tab), so its progress, Stop and controls are never orphaned."""
+        job = self.get(job_id)
+        if job is None:
+            mine = self.all(origin=origin)
+            job = mine[0] if mine else None
+        return job
+
     def running(self) -> list[TrainingJob]:
         return [j for j in self.all() if j.status in ACTIVE]
 
