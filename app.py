@@ -18,8 +18,13 @@ def run() -> None:
     st.set_page_config(page_title="Robust Distillation Lab", page_icon=":material/science:", layout="wide")
     from ui.common import sidebar
 
-    pages = [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=(p.url_path == "home"))
-             for p in PAGES]
+    home = PAGES[0]
+    # The default page is served at "/" but reserves its own pathname, which Streamlit then answers with
+    # "Page not found"; so it reserves "index", and "/home" (what the sidebar's "Home" suggests) is an unlisted
+    # second entry for the same file.
+    pages = [st.Page(home.file, title=home.title, icon=home.icon, url_path="index", default=True)]
+    pages += [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path) for p in PAGES[1:]]
+    pages.append(st.Page(home.file, title=home.title, icon=home.icon, url_path=home.url_path, visibility="hidden"))
     nav = st.navigation(pages)
     sidebar()
     nav.run()

@@ -106,13 +106,14 @@ def test_a_first_deep_link_keeps_the_router(server, browser):
     page.close()
 
 
-def test_a_later_deep_link_opens_its_page_without_a_notice(server, browser):
+@pytest.mark.parametrize("path,title", [("/multi-teacher", "Multi-teacher"), ("/home", "Robust Distillation Lab")])
+def test_a_later_deep_link_opens_its_page_without_a_notice(server, browser, path, title):
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{url}/multi-teacher")
+    page.goto(f"{url}{path}")
     _settle(page)
     assert page.get_by_text("Page not found").count() == 0
-    assert page.locator("h1").first.inner_text().startswith("Multi-teacher")
+    assert page.locator("h1").first.inner_text().startswith(title)
     page.close()
 
 
