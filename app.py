@@ -16,7 +16,7 @@ from ui.navigation import PAGES
 def run() -> None:
     """Set up the page, register every page with ``st.navigation``, draw the sidebar, run the chosen page."""
     st.set_page_config(page_title="Robust Distillation Lab", page_icon=":material/science:", layout="wide")
-    from ui.common import sidebar
+    from ui.common import keep_settings, sidebar
 
     home = PAGES[0]
     # The default page is served at "/" but reserves its own pathname, which Streamlit then answers with
@@ -25,6 +25,7 @@ def run() -> None:
     pages = [st.Page(home.file, title=home.title, icon=home.icon, url_path="index", default=True)]
     pages += [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path) for p in PAGES[1:]]
     pages.append(st.Page(home.file, title=home.title, icon=home.icon, url_path=home.url_path, visibility="hidden"))
+    keep_settings()          # a page's settings survive leaving it and coming back
     nav = st.navigation(pages)
     sidebar()
     nav.run()

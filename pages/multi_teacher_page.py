@@ -16,7 +16,7 @@ from distill_core.runs import RunError, list_runs, read_run
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
-from ui.common import dataset, init_state, pick_models, runs_dir
+from ui.common import dataset, dataset_select, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
 from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message
 
@@ -61,8 +61,7 @@ datasets = list_datasets(embedded_only=True)
 c_models, c_balance, c_train = st.columns(3, gap="large")
 with c_models:
     st.subheader("Teachers and student")
-    ds = st.selectbox("Dataset", datasets, index=datasets.index("mnist-5k") if "mnist-5k" in datasets else 0,
-                      key="mt_dataset")
+    ds = dataset_select("Dataset", key="mt_dataset", options=datasets)
     try:
         _, info = dataset(ds, "test")
     except (ValueError, OSError) as e:

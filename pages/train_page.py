@@ -21,7 +21,7 @@ from distill_core.plots.training import (
 from distill_core.runs import RunError, delete_run, is_live, list_runs, read_metrics
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
-from ui.common import dataset, init_state, pick_models, runs_dir
+from ui.common import dataset, dataset_select, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
 from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, cached_figure, fmt_s, job_progress_row, job_status_message
 
@@ -107,8 +107,7 @@ c_data, c_method, c_train = st.columns(3, gap="large")
 
 with c_data:
     st.subheader("Data and model")
-    ds = st.selectbox("Dataset", datasets, index=datasets.index(ss.dataset) if ss.dataset in datasets else 0,
-                      key="train_dataset", help="Starts as the sidebar's dataset.")
+    ds = dataset_select("Dataset", key="train_dataset", options=datasets)
     try:
         _, info = dataset(ds, "test")
     except (ValueError, OSError) as e:
@@ -158,6 +157,15 @@ with c_train:
                                     key="train_clip", placeholder="off")
 
 missing = [r for r, ref in teachers.items() if ref is None]
+# What Start will train, read back from the widgets: a number typed out of range and not accepted by its box
+# keeps the last valid value, and this line says which one that is.
+defaults = {f.name: f.default for f in config_fields(method)}
+changed = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in method_values.items() if v != defaults[k])
+st.caption(f"**Start trains:** {method} on {ds} ({model_name}, {fraction:.0%} of the training set) for {int(epochs)} "
+           f"epoch(s), batch {batch_size}, {optimizer} lr {lr:g}, seed {int(seed)}"
+           + (f", max {int(max_steps)} steps" if max_steps else "")
+           + (f"; method settings {changed}" if changed else "; the method's default settings") + ".")
 start = st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:",
                   disabled=bool(missing), help="Runs in the background; you can start several.")
 if missing:

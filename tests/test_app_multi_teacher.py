@@ -39,7 +39,8 @@ def _wait(cond, what: str) -> None:
 def _start_on_moons(at: AppTest, epochs: int = 200):
     """Start a long MTARD run on moons (zoo moons teachers, an MLP student) and wait for its first step."""
     at.run()
-    at.selectbox(key="mt_dataset").set_value("moons").run()
+    at.session_state["dataset"] = "moons"
+    at.run()
     assert not at.exception
     at.number_input(key="mt_epochs").set_value(epochs).run()
     assert at.number_input(key="mt_epochs").value == epochs
@@ -79,7 +80,8 @@ def test_renders_with_the_zoo_defaults_and_the_comparison(app):
 @needs_zoo
 def test_changing_the_dataset_changes_the_teachers_offered(app):
     app.run()
-    app.selectbox(key="mt_dataset").set_value("moons").run()
+    app.session_state["dataset"] = "moons"
+    app.run()
     assert not app.exception
     assert app.selectbox(key="mt_clean_moons").value == "zoo: teacher"
     assert app.selectbox(key="mt_student_points").value == "mlp"

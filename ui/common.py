@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 import torch
+from streamlit.errors import StreamlitAPIException
 from torch import nn
 
 from distill_core.data import DatasetInfo, list_datasets, load_dataset
@@ -27,6 +28,42 @@ def runs_dir() -> Path:
     return Path(os.environ.get("DISTILL_RUNS", "runs"))
 
 
+
+
+# Widget values that are not settings: buttons and other one-shot triggers, uploads, chat input. Streamlit refuses
+# a value set for these through the Session State API, so they are never kept.
+_NOT_SETTINGS = ("trigger_value", "json_trigger_value", "string_trigger_value", "chat_input_value",
+                 "file_uploader_state_value", "camera_input_value")
+
+
+def keep_settings() -> None:
+    """Keep every page's widget values for the whole browser session (call before the page runs).
+
+    Streamlit forgets a widget's value when its page is not drawn (leaving a page and coming back
+    would reset it to the default, and Start would then train something else). Writing the value
+    back through the Session State API marks it as the user's, which survives the page switch;
+    the widget shows it when its page is drawn again. Buttons, uploads and other triggers are
+    skipped. Relies on Streamlit's widget metadata; if that is not available, nothing is kept.
+    """
+    try:
+        from streamlit.runtime.state import get_session_state
+
+        state = get_session_state()._state
+        widgets = state._new_widget_state.widget_metadata
+        id_of = state._key_id_mapper.get_id_from_key
+    except (AttributeError, ImportError):   # another Streamlit version: settings reset as Streamlit does
+        return
+    ss = st.session_state
+    for key in list(ss.keys()):
+        if not isinstance(key, str) or key.startswith("_"):
+            continue
+        meta = widgets.get(id_of(key) or "")
+        if meta is None or meta.value_type in _NOT_SETTINGS:
+            continue                        # not a widget (plain state survives anyway), or a trigger
+        try:
+            ss[key] = ss[key]
+        except Exception:  # noqa: BLE001 - a widget that refuses it keeps Streamlit's own behaviour
+            continue
 
 
 def init_state() -> None:
@@ -120,8 +157,7 @@ def pick_models(label: str, dataset_name: str, key: str, default: list[str] | No
     """A select box (or multiselect) of the models for ``dataset_name``."""
     refs = available_models(dataset_name)
     if not refs:
-        container.warning(f"No model for {dataset_name} yet: train one on the Train page, or build the zoo "
-                          "(`python -m distill_core zoo build`).")
+        no_model_advice(dataset_name, key, container)
         return [] if multi else None
     labels = [r.label for r in refs]
     by_label = dict(zip(labels, refs))
@@ -131,6 +167,47 @@ def pick_models(label: str, dataset_name: str, key: str, default: list[str] | No
         return [by_label[c] for c in chosen]
     index = next((labels.index(d) for d in (default or []) if d in by_label), 0)
     return by_label[container.selectbox(label, labels, index=index, key=key)]
+
+
+def _use_dataset(name: str) -> None:
+    st.session_state.dataset = name
+
+
+def no_model_advice(dataset_name: str, key: str, container=st) -> None:
+    """Say that ``dataset_name`` has no model yet, and offer what works: a dataset the zoo covers, or training one."""
+    zoo_sets = sorted({m["dataset"] for m in list_zoo()})
+    where = f"the shipped zoo covers {', '.join(zoo_sets)}" if zoo_sets else "the zoo is empty"
+    container.warning(f"No model for {dataset_name} yet ({where}). Train one on the Train page (its dataset follows "
+                      "this one; *standard* takes seconds), or switch to a dataset that has models.",
+                      icon=":material/info:")
+    cols = container.columns(max(len(zoo_sets), 1) + 1)
+    for col, name in zip(cols, zoo_sets):
+        if name != dataset_name:
+            col.button(f"Use {name}", key=f"{key}_use_{name}", on_click=_use_dataset, args=(name,))
+    try:
+        cols[-1].page_link("pages/train_page.py", label="Open Train", icon=":material/model_training:")
+    except StreamlitAPIException:   # the page runs on its own, without the router (tests, `streamlit run page`)
+        pass
+
+
+def dataset_select(label: str, key: str, options: list[str] | None = None, container=st,
+                   help: str | None = None) -> str:
+    """A page's dataset box tied to the sidebar's: both always show the same dataset; changing one changes both.
+
+    ``options`` (default: every embedded dataset) may be fewer; when the sidebar's dataset is not
+    among them, the page box keeps its own choice.
+    """
+    ss = st.session_state
+    options = options or list_datasets(embedded_only=True)
+    if ss.get("dataset") in options:
+        ss[key] = ss.dataset                 # set before the widget is drawn: it shows the sidebar's choice
+
+    def follow() -> None:
+        if ss[key] in list_datasets(embedded_only=True):
+            ss.dataset = ss[key]
+
+    return container.selectbox(label, options, key=key, on_change=follow,
+                               help=help or "The same choice as the sidebar's Dataset: every page follows it.")
 
 
 def sidebar() -> None:
