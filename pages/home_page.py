@@ -24,7 +24,7 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     if zoo:
         shown = zoo[0]["dataset"]
-        rows = [{**r, "name": r["name"].split("/", 1)[1]} for r in tradeoff_rows(zoo, [])]
+        rows = [{**r, "name": r["label"]} for r in tradeoff_rows(zoo, [])]
         st.plotly_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), key="home_tradeoff")
         masked = [r["name"] for r in rows if r["gap_shown"] and r["masked"]]
         overstated = [r["name"] for r in rows if r["gap_shown"] and not r["masked"]]

@@ -71,9 +71,8 @@ if collapsed:
     st.caption(f"Not on the chart: {len(collapsed)} run(s) that did not learn (test accuracy within 5 points of "
                f"chance): {', '.join(collapsed[:5])}{' ...' if len(collapsed) > 5 else ''}. A collapsed model is not "
                "robust, it answers one class everywhere.")
-labels = [{**r, "name": r["name"].split("/", 1)[-1] if r["source"] == "zoo" else r["name"][-6:]} for r in plotted]
 title = " + ".join(chosen_ds) if chosen_ds else "all datasets"
-st.plotly_chart(tradeoff_figure(labels, f"Clean vs robust accuracy ({title})", height=480), key="to_figure")
+st.plotly_chart(tradeoff_figure(plotted, f"Clean vs robust accuracy ({title})", height=480), key="to_figure")
 if len({r["dataset"] for r in plotted}) > 1:
     st.caption("Several datasets on one chart: their accuracies are not comparable, and the Pareto front mixes them.")
 front = {plotted[i]["name"] for i in pareto_front([r["clean"] for r in plotted], [r["robust"] for r in plotted])}

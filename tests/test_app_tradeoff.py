@@ -86,7 +86,7 @@ def test_unevaluated_run_is_listed_then_evaluated(runs):
     assert "AutoAttack fast" in row["measured with"]
     summary = json.loads((runs / "tiny-moons-run" / "summary.json").read_text())
     assert summary["robustness"]["n"] == 100 and summary["robustness"]["protocol"] == "autoattack-fast"
-    assert "ns-run" in _points(at)                        # on the chart now, labelled by its last 6 characters
+    assert "tiny-moons-run" in _points(at)                # on the chart now, labelled by its (short) name
     assert not any(b.key == "to_evaluate" for b in at.button)
 
 

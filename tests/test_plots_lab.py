@@ -79,3 +79,27 @@ def test_sensitivity_figures() -> None:
     fig = boundary_slice_figure({"u": u, "v": u, "pred": pred, "confidence": np.ones((5, 5)), "center_pred": 6}, NAMES)
     assert "u = 0.5 along the adversarial direction" in fig.layout.title.text
     assert "none along the random one" in fig.layout.title.text
+
+
+def test_tradeoff_labels_do_not_pile_up_and_one_weak_model_does_not_squeeze_the_axis() -> None:
+    from distill_core.plots.tradeoff import label_positions, tradeoff_figure
+
+    # Four models on the floor of robustness, close in clean accuracy (the defensive models at 0 %).
+    x, y = [94.0, 95.0, 96.0, 97.0], [0.0, 0.0, 0.0, 0.0]
+    names = ["teacher-T20", "defensive-T20", "teacher-T100", "defensive-T100"]
+    pos = label_positions(x, y, names)
+    assert all(pos[i] != pos[i + 1] for i in range(len(pos) - 1))   # neighbours alternate, not all "top center"
+    rows = [{"name": n, "label": n, "method": "defensive", "clean": a / 100, "robust": b / 100}
+            for n, a, b in zip(names, x, y)]
+    fig = tradeoff_figure(rows + [{"name": "weak", "method": "kd", "clean": 0.6, "robust": 0.1}])
+    lo, hi = fig.layout.xaxis.range
+    assert 50 <= lo < 60 and hi > 97                       # spans the points shown, not 0-100
+
+
+def test_run_labels_say_method_and_time() -> None:
+    from distill_core.lab.tradeoff import run_label
+
+    assert run_label("2026-11-30_133546-kd-moons-mlp-616d9f", {"method": "kd"}) == "kd 13:35"
+    assert run_label("2026-11-30_090102-standard-x", {"method": "standard", "method_config": {"T": 20.0}}) == \
+        "standard T20 09:01"
+    assert run_label("my-own-run", {"method": "kd"}) == "my-own-run"

@@ -7,6 +7,7 @@ robustness record (the CLI's ``eval --robust`` and the pages' buttons). Fraction
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ..data import load_dataset
 from ..evaluate import w_robust
 from ..robustness import RECORD_KEY, RobustnessReport, evaluate_robustness, read_record
 from ..runs import Run, load_model, update_summary
+from ..train import did_not_learn
 
 
 def _train_T(config: Mapping) -> float | None:
@@ -44,23 +46,47 @@ def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str,
     ``dataset``, ``method``, ``model``, ``T`` (the training temperature, None for methods without
     one), ``clean``, ``robust``, ``apparent`` (PGD-CE), ``masked`` (AutoAttack's checks fired),
     ``gap_shown`` (apparent above true by more than 10 points), ``robust_attack`` (the record's
-    label), ``protocol``, ``learned`` (False for a run at chance level), ``status``, ``path``.
+    label), ``protocol``, ``learned`` (False for a model within 5 points of chance, whatever its
+    summary says), ``status``, ``path``, and ``label``: a short name for a chart (the zoo name
+    without its dataset; for a run its method, temperature and start time, e.g. ``kd 13:35``).
     """
     rows = []
     for m in zoo:
         metrics = m.get("metrics") or {}
         rows.append({"name": m["name"], "source": "zoo", "dataset": m.get("dataset"), "method": m.get("method"),
                      "model": m.get("model"), "T": _train_T(m), "clean": metrics.get("test_accuracy"),
-                     **_robust_columns(m), "learned": True, "status": "done", "path": ""})
+                     **_robust_columns(m), "learned": _learned(metrics.get("test_accuracy"), m.get("info")),
+                     "status": "done", "path": "", "label": m["name"].split("/", 1)[-1]})
     for r in runs:
         if r.broken or r.status not in ("done", "stopped"):
             continue
+        clean = r.summary.get("test_accuracy")
         rows.append({"name": r.name, "source": "runs", "dataset": r.config.get("dataset"),
                      "method": r.config.get("method"), "model": r.config.get("model"), "T": _train_T(r.config),
-                     "clean": r.summary.get("test_accuracy"), **_robust_columns(r.summary),
-                     "learned": r.summary.get("learned", True) is not False, "status": r.status,
-                     "path": str(r.path)})
+                     "clean": clean, **_robust_columns(r.summary),
+                     "learned": r.summary.get("learned", True) is not False and _learned(clean, r.config.get("info")),
+                     "status": r.status, "path": str(r.path), "label": run_label(r.name, r.config)})
     return rows
+
+
+def _learned(clean: float | None, info: Mapping | None) -> bool:
+    """False for a model within :data:`train.CHANCE_MARGIN` of chance (``info``: a DatasetInfo dict)."""
+    if clean is None or not info or not info.get("num_classes"):
+        return True
+    return not did_not_learn(clean, 1.0 / info["num_classes"])
+
+
+def run_label(name: str, config: Mapping) -> str:
+    """A run's short name for a chart: its method, training temperature when not 1, and start time ("kd 13:35").
+
+    Run folder names start ``YYYY-MM-DD_HHMMSS-``; another name is kept, cut to its last 16 characters.
+    """
+    stamp = re.match(r"\d{4}-\d{2}-\d{2}_(\d{2})(\d{2})\d{2}-", name)
+    T = _train_T(config)
+    method = f"{config.get('method', 'run')}" + (f" T{T:g}" if T not in (None, 1.0) else "")
+    if stamp:
+        return f"{method} {stamp.group(1)}:{stamp.group(2)}"
+    return name if len(name) <= 20 else "…" + name[-16:]
 
 
 def filter_rows(rows: Iterable[Mapping], datasets: Sequence[str] | None = None, sources: Sequence[str] | None = None,

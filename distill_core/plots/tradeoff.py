@@ -24,6 +24,42 @@ def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
     return sorted(front, key=lambda i: (c[i], -r[i]))
 
 
+_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left", "top left",
+              "bottom right")
+
+
+def label_positions(x: Sequence[float], y: Sequence[float], texts: Sequence[str], x_span: float = 100.0,
+                    y_span: float = 100.0) -> list[str]:
+    """A plotly ``textposition`` per point so that labels overlap as little as possible.
+
+    Greedy: points are placed from the top; each takes the first of eight positions around it
+    whose label box (about 0.85 % of ``x_span`` per character wide, 4 % of ``y_span`` high, in
+    axis units) overlaps no label placed before and no other point; the least crowded one when
+    all do. Coordinates in the axes' units.
+    """
+    w_char, h = 0.0085 * x_span, 0.04 * y_span
+    placed: list[tuple[float, float, float, float]] = []
+    points = list(zip(x, y))
+    out = [""] * len(points)
+
+    def box(i: int, pos: str) -> tuple[float, float, float, float]:
+        w = w_char * max(len(texts[i]), 1)
+        vert, horiz = pos.split()
+        cx = x[i] + {"center": 0.0, "right": w / 2 + 0.01 * x_span, "left": -w / 2 - 0.01 * x_span}[horiz]
+        cy = y[i] + {"top": 0.6 * h, "bottom": -0.6 * h, "middle": 0.0}[vert]
+        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+    def clashes(b: tuple[float, float, float, float], me: int) -> int:
+        n = sum(b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3] for o in placed)
+        return n + sum(b[0] < px < b[2] and b[1] < py < b[3] for j, (px, py) in enumerate(points) if j != me)
+
+    for i in sorted(range(len(points)), key=lambda i: (-y[i], x[i])):
+        best = min(_POSITIONS, key=lambda pos: (clashes(box(i, pos), i), _POSITIONS.index(pos)))
+        out[i] = best
+        placed.append(box(i, best))
+    return out
+
+
 def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) -> go.Figure:
     """Scatter of ``rows`` (dicts with name, method, clean, robust) coloured by method, Pareto front drawn.
 
@@ -35,6 +71,9 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
     "gradient masking" when the row is ``masked`` (AutoAttack's checks fired: the Carlini & Wagner
     lesson), a dashed line and an open diamond labelled as a weaker attack's overstatement when
     not. The Pareto front uses the true numbers only. Rows without a robust accuracy are left out.
+    Points are labelled with ``label`` (default ``name``), placed so that labels overlap little;
+    the clean-accuracy axis spans the points shown (not 0-100), so one weak model does not squeeze
+    the others.
     """
     fig = go.Figure()
     rows = [r for r in rows if r.get("clean") is not None and r.get("robust") is not None]
@@ -47,17 +86,24 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
                 x=[x, x], y=[y0, y1], mode="lines", line=dict(color="#888", dash=dash, width=1.5),
                 name=label, legendgroup=kind, showlegend=False, hoverinfo="skip"))
             fig.add_trace(go.Scatter(
-                x=[x], y=[y0], mode="markers", name=label, legendgroup=kind, showlegend=i == 0, text=[r["name"]],
+                x=[x], y=[y0], mode="markers", name=label, legendgroup=kind, showlegend=i == 0,
+                text=[r.get("label") or r["name"]],
                 marker=dict(size=11, symbol="circle-open" if kind == "masking" else "diamond-open",
                             color=method_color(r["method"]), line=dict(width=2)),
                 hovertemplate="%{text}: apparent robustness under PGD-CE %{y:.1f} %<br>true (AutoAttack) "
                               f"{y1:.1f} %<br>" + ("gradient masking" if kind == "masking" else
                                                   "a single attack overstating robustness") + "<extra></extra>"))
+    names = [r.get("label") or r["name"] for r in rows]
+    xs, ys = [100 * r["clean"] for r in rows], [100 * r["robust"] for r in rows]
+    lo = min([*xs, *(100 * r["clean"] for r in gaps)], default=0.0)
+    x_range = [max(0.0, lo - max(4.0, 0.08 * (100 - lo))), 101.0]
+    where = dict(zip((id(r) for r in rows), label_positions(xs, ys, names, x_span=x_range[1] - x_range[0])))
     for method in sorted({r["method"] for r in rows}):
         pts = [r for r in rows if r["method"] == method]
         fig.add_trace(go.Scatter(
             x=[100 * p["clean"] for p in pts], y=[100 * p["robust"] for p in pts], mode="markers+text",
-            name=method, text=[p["name"] for p in pts], textposition="top center", textfont=dict(size=10),
+            name=method, text=[p.get("label") or p["name"] for p in pts], textposition=[where[id(p)] for p in pts],
+            textfont=dict(size=10),
             marker=dict(size=12, color=method_color(method), line=dict(width=1, color="white"),
                         symbol=["diamond" if p.get("source") == "runs" else "circle" for p in pts]),
             hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
@@ -66,6 +112,6 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
         fig.add_trace(go.Scatter(x=[100 * rows[i]["clean"] for i in idx], y=[100 * rows[i]["robust"] for i in idx],
                                  mode="lines", name="Pareto front", line=dict(color="#444", dash="dash", width=1.5),
                                  hoverinfo="skip"))
-    fig.update_xaxes(title="clean accuracy (%)")
+    fig.update_xaxes(title="clean accuracy (%)", range=x_range if rows else None)
     fig.update_yaxes(title="robust accuracy (%)")
     return base_layout(fig, title, height)
