@@ -11,6 +11,7 @@ from distill_core.plots.tradeoff import pareto_front, tradeoff_figure
 from distill_core.runs import RunError, list_runs
 from distill_core.zoo import list_zoo
 from ui.common import init_state, runs_dir
+from ui.jobs import TASKS, BackgroundTask
 
 init_state()
 ss = st.session_state
@@ -39,27 +40,55 @@ chosen_src = f2.multiselect("Source", ["zoo", "runs"], default=["zoo", "runs"], 
 chosen_methods = f3.multiselect("Method", methods, default=methods, key="to_methods")
 shown = filter_rows(rows, chosen_ds, chosen_src, chosen_methods)
 
+def evaluate_runs(paths: list[tuple[str, str]], n: int):
+    """The background work of the button: AutoAttack fast on each run, saved in its summary; failures listed."""
+    def work(progress) -> list[str]:
+        failed = []
+        for i, (name, path) in enumerate(paths):
+            def report(f: float, message: str, i: int = i, name: str = name) -> None:
+                progress((i + f) / len(paths), f"{name} ({i + 1} of {len(paths)}): {message}")
+
+            report(0.0, "starting")
+            try:
+                evaluate_run_robustness(path, "autoattack-fast", n=n, progress=report)
+            except (RunError, OSError, ValueError, KeyError) as e:
+                failed.append(f"{name}: {e}")
+        return failed
+    return work
+
+
+task = TASKS.latest("trade-off")
 missing = [r for r in rows if r["source"] == "runs" and r["robust"] is None]
-if missing:
+if missing and (task is None or task.finished):
     e1, e2 = st.columns([3, 1])
     n_eval = e2.slider("Test samples", 100, 1000, 500, step=100, key="to_eval_n",
                        help="AutoAttack fast (APGD-CE + APGD-T) runs on the first N test samples of each run.")
     e1.caption(f"{len(missing)} run(s) have no robust accuracy yet: they are in the table, not on the chart. "
                "AutoAttack fast (APGD-CE + APGD-T, the authors' code) takes about 10-60 s per small model on a CPU; "
-               "the result is saved in each run.")
+               "it runs in the background (leave the page and come back), and the result is saved in each run.")
     if e1.button(f"Evaluate robustness of the {len(missing)} run(s) that lack it", key="to_evaluate"):
-        bar = st.progress(0.0, text="Evaluating...")
-        for i, r in enumerate(missing):
-            def progress(f: float, message: str, i: int = i, name: str = r["name"]) -> None:
-                bar.progress(min((i + f) / len(missing), 1.0), text=f"{name} ({i + 1} of {len(missing)}): {message}")
+        task = TASKS.add(BackgroundTask(f"AutoAttack on {len(missing)} run(s)",
+                                        evaluate_runs([(r["name"], r["path"]) for r in missing], int(n_eval)),
+                                        origin="trade-off")).start()
 
-            progress(0.0, "starting")
-            try:
-                evaluate_run_robustness(r["path"], "autoattack-fast", n=n_eval, progress=progress)
-            except (RunError, OSError, ValueError, KeyError) as e:
-                st.warning(f"Could not evaluate {r['name']}: {e}")
-        bar.progress(1.0, text="Done.")
-        st.rerun()
+
+@st.fragment(run_every=1.0)
+def evaluation_progress() -> None:
+    if task.finished:
+        st.rerun()          # the new points and the summary below
+    st.progress(task.progress, text=f"{task.label}: {task.message or 'starting'} (runs in the background)")
+
+
+if task is not None and not task.finished:
+    evaluation_progress()
+elif task is not None and not task.seen:
+    task.seen = True        # say once what the evaluation did, also to a user who left the page and came back
+    if task.status == "error":
+        st.error(f"The robustness evaluation failed: {task.error}")
+    else:
+        for problem in task.result:
+            st.warning(f"Could not evaluate {problem}")
+        st.success(f"{task.label}: done in {task.ended - task.started:.0f} s.", icon=":material/check:")
 
 if not shown:
     st.info("No model matches these filters.")

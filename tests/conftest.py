@@ -32,3 +32,4 @@ def _no_job_outlives_its_test():
     jobs = sys.modules.get("ui.jobs")
     if jobs is not None:
         jobs.JOBS.clear()
+        jobs.TASKS.clear()

@@ -12,6 +12,7 @@ from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from tests._apptest import ROOT, require_zoo
+from ui.jobs import TASKS
 
 PAGE = str(ROOT / "pages" / "tradeoff_page.py")
 require_zoo("moons/teacher", "mnist-5k/standard", "mnist-5k/defensive-T100")
@@ -79,6 +80,16 @@ def test_unevaluated_run_is_listed_then_evaluated(runs):
     at.slider(key="to_eval_n").set_value(100).run()
     at.button(key="to_evaluate").click().run()
     assert not at.exception, at.exception
+    assert at.get("progress"), "no progress while the evaluation runs"
+    # Leave the page mid-evaluation: the work goes on in the background, and coming back shows it done.
+    task = TASKS.latest("trade-off")
+    again = AppTest.from_file(PAGE, default_timeout=120)
+    assert task.join(120) and task.status == "done", task.error
+    again.session_state["dataset"] = "moons"
+    again.run()
+    assert not again.exception, again.exception
+    assert any("done in" in s.value for s in again.success)
+    at = again
     table = _table(at)
     row = table[table["name"] == "tiny-moons-run"].iloc[0]
     assert 0 <= row["robust, AutoAttack (%)"] <= row["apparent, PGD-CE (%)"] + 1e-9

@@ -27,8 +27,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from distill_core import reproduce
 from distill_core.methods import get_method
@@ -394,3 +396,87 @@ class ReproductionRun:
         except Exception as e:  # noqa: BLE001 - shown on the page, never crashes the app
             self.error, self.status = f"{type(e).__name__}: {e}", "error"
         self.ended = time.time()
+
+
+@dataclass
+class BackgroundTask:
+    """Page work that must not be lost when the user leaves the page: ``fn(progress)`` in a thread (no streamlit).
+
+    ``fn`` receives ``progress(fraction, message)`` and returns the result. ``status`` is
+    ``running``, ``done`` or ``error`` (``error`` holds the message); ``progress`` and ``message``
+    the last report. Kept on :data:`TASKS`, so a page finds its task again after a page switch or
+    a reload::
+
+        task = TASKS.add(BackgroundTask("evaluate 3 runs", work, origin="trade-off")).start()
+        task.status, task.progress, task.message, task.result
+    """
+
+    label: str
+    fn: Callable[[Callable[[float, str], None]], Any]
+    origin: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    status: str = "queued"
+    progress: float = 0.0
+    message: str = ""
+    result: Any = None
+    error: str = ""
+    started: float = 0.0
+    ended: float | None = None
+    seen: bool = False            # a page has shown the finished result once
+
+    def start(self) -> BackgroundTask:
+        self.status, self.started = "running", time.time()
+        threading.Thread(target=self._work, name=f"task-{self.id}", daemon=True).start()
+        return self
+
+    def _report(self, fraction: float, message: str) -> None:
+        self.progress, self.message = min(max(float(fraction), 0.0), 1.0), message
+
+    def _work(self) -> None:
+        try:
+            self.result = self.fn(self._report)
+            self.status = "done"
+        except Exception as e:  # noqa: BLE001 - shown on the page, never crashes the app
+            self.error, self.status = f"{type(e).__name__}: {e}", "error"
+        self.ended = time.time()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "error")
+
+    def join(self, timeout: float | None = None) -> bool:
+        end = time.time() + (timeout if timeout is not None else 1e9)
+        while not self.finished and time.time() < end:
+            time.sleep(0.05)
+        return self.finished
+
+
+class TaskBoard:
+    """The server's background tasks (one board per process), found again by any page or tab."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, BackgroundTask] = {}
+        self._lock = threading.Lock()
+
+    def add(self, task: BackgroundTask) -> BackgroundTask:
+        with self._lock:
+            self._tasks[task.id] = task
+        return task
+
+    def latest(self, origin: str) -> BackgroundTask | None:
+        """The most recent task started from ``origin``."""
+        with self._lock:
+            tasks = [t for t in self._tasks.values() if t.origin == origin]
+        return max(tasks, key=lambda t: t.started, default=None)
+
+    def clear(self) -> None:
+        """Wait for running tasks (a minute at most) and forget all (tests; a server shutting down)."""
+        with self._lock:
+            tasks = list(self._tasks.values())
+        for t in tasks:
+            t.join(60)
+        with self._lock:
+            self._tasks.clear()
+
+
+TASKS = TaskBoard()
