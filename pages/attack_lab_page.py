@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from distill_core.attacks import attack_defaults, describe_attack, get_attack, list_attacks
-from distill_core.lab.attack_lab import attack_one_image
+from distill_core.lab.attack_lab import attack_one_image, attack_options
 from distill_core.lab.uploads import MAX_BYTES, ImageInputError, canvas_to_input, convert_image
 from distill_core.plots.attacks import (
     attack_images_figure,
@@ -30,12 +30,7 @@ except Exception as e:  # noqa: BLE001 - any failure of a third-party component 
 
 SOURCES = ["Test set", "Upload", "Draw"]
 PLAIN = {"delta_color": "off", "delta_arrow": "off"}     # metric deltas that are notes, not changes
-LOSS_LABELS = {"fgsm": "cross-entropy (maximised)", "pgd": "cross-entropy (maximised)",
-               "pgd_l2": "cross-entropy (maximised)", "cw_linf": "C&W margin loss (maximised)",
-               "cw_l2": "C&W objective ||d||² + c·f (minimised)", "jsma": "target-class output (raised)",
-               "deepfool": "distance to the nearest linearised boundary"}
-LOSS_OPTIONS = {"ce": "cross-entropy on the logits", "cw": "C&W margin on the logits",
-                "softmax": "softmax probability (can be masked)"}
+MODELS_LABEL = "Models to compare (the one under “Attack this model” is attacked; all of them see its image)"
 
 
 def random_index(n: int) -> None:
@@ -71,6 +66,12 @@ def convert_upload(payload: bytes, ds: str, invert: str) -> dict:
     return {"x": conv.x, "notes": conv.notes, "mode": conv.source_mode, "size": conv.source_size}
 
 
+def use_unblinded(attack: str, param: str, value: str) -> None:
+    """The one-click fix of a masked result: the same attack on the logits, then run it at once."""
+    st.session_state[f"atk_p_{attack}_{param}"] = value
+    st.session_state.atk_autorun = True
+
+
 def image_key(kind: str, payload: bytes | int) -> str:
     if isinstance(payload, int):
         return f"{kind}:{payload}"
@@ -87,8 +88,9 @@ if not info.is_image:
     ds = "mnist-5k"
     data, info = dataset(ds, "test")
 st.markdown(
-    "Pick one image, one or more models and an attack. The first model is attacked (white box); the adversarial "
-    "image is then shown to the other models too (transfer). Every attack clips to [0, 1] and works in pixel units.")
+    "Pick one image, one or more models and an attack. The model chosen under **Attack this model** is attacked "
+    "(white box); the adversarial image is then shown to the other models too (transfer). Every attack clips to "
+    "[0, 1] and works in pixel units.")
 
 # ------------------------------------------------------------------ the image
 
@@ -146,12 +148,14 @@ with c_prev:
 # ------------------------------------------------------------------ models and attack
 
 st.header("2 · Models and attack")
-refs = pick_models("Models (the first selected is attacked; the others show transfer)", ds, key="atk_models",
-                   multi=True, default=["zoo: standard", "zoo: defensive-T20", "zoo: trades"])
+refs = pick_models(MODELS_LABEL, ds, key="atk_models", multi=True,
+                   default=["zoo: standard", "zoo: defensive-T20", "zoo: trades"])
 c1, c2 = st.columns([1, 2])
 with c1:
-    attacked_label = st.selectbox("Attack this model", [r.label for r in refs], key="atk_target_model") if refs \
-        else None
+    attacked_label = st.selectbox(
+        "Attack this model", [r.label for r in refs], key="atk_target_model",
+        help="The attack is computed white-box on this model; the other models above only see the adversarial "
+             "image it gives (transfer).") if refs else None
     attack = st.selectbox("Attack", list_attacks(), key="atk_name")
     spec = get_attack(attack)
     st.caption(describe_attack(attack))
@@ -166,10 +170,8 @@ with c2:
     for i, (name, default) in enumerate(d for d in defaults.items() if d[0] not in fixed):
         with p_cols[i % 3]:
             params[name] = param_widget(attack, name, default, spec.distance, 1.0 if info.default_eps >= 0.1 else 0.1)
-    if "loss" in accepted:
-        with p_cols[len(params) % 3]:
-            params["loss"] = st.selectbox("loss", list(LOSS_OPTIONS), format_func=LOSS_OPTIONS.get,
-                                          key=f"atk_p_{attack}_loss")
+options = attack_options(attack)
+param = options[0].param
 
 # the label the untargeted attack moves away from: the truth for test images, else chosen (default: the prediction)
 label_options = ["the model's prediction"] + list(info.class_names)
@@ -189,7 +191,28 @@ if "target" in accepted:
         target = info.class_names.index(t2.selectbox("Target class", info.class_names, index=default_t,
                                                      key="atk_target_class"))
 
+# the objective: which loss (PGD / FGSM) or which output (JSMA) the attack follows, and whether a saturated softmax
+# blinds it (the core's table, the same names as the Defensive page's Break it)
+targeted_run = target is not None
+if param is not None:
+    by_value = {o.value: o for o in options}
+    params[param] = st.radio(
+        "Loss" if param == "loss" else "JSMA's saliency map on", list(by_value), horizontal=True,
+        key=f"atk_p_{attack}_{param}", format_func=lambda v: by_value[v].short,
+        captions=[o.masking(targeted_run) for o in options],
+        help="A saturated softmax (defensive distillation at T = 1) makes the gradient of any loss through the "
+             "softmax exactly zero in float32, the cross-entropy included: the attack gets no signal. Margins on "
+             "the logits do not pass through the softmax." + (
+                 " Targeted, the cross-entropy -log p_t keeps its gradient." if param == "loss" else ""))
+    option = by_value[params[param]]
+else:
+    option = options[0]
+    st.caption(f"Follows the {option.short}: {option.masking(targeted_run)}.")
+st.caption(f"This is **{option.name}**" + (" (targeted)" if targeted_run else "")
+           + (" - the same attack as in the Defensive page's *Break it*." if option.break_key else "."))
+
 run = st.button("Run attack", type="primary", key="atk_run", disabled=x is None or not refs)
+run = bool(ss.pop("atk_autorun", False) and x is not None) or run
 if x is None:
     st.info("Choose an image above to attack.")
 if not refs:
@@ -229,6 +252,22 @@ m2.metric("Prediction after", names[pred_after], f"p = {p_after[pred_after]:.3f}
           **PLAIN)
 m3.metric("Perturbation", f"Linf {norms['linf']:.3f}", f"L2 {norms['l2']:.2f} · L0 {norms['l0']} px", **PLAIN)
 m4.metric("Attack time", f"{res.seconds * 1000:.0f} ms", f"{stored['attack']} on {res.attacked}", **PLAIN)
+done = res.option
+if res.gradient_masked:
+    st.warning("**Gradient masked: the attack got no gradient signal (a saturated softmax).** The input gradient of "
+               f"{done.name if done else stored['attack']} was exactly zero at this image, so the attack had no "
+               f"direction: \"not fooled\" does not mean that {res.attacked} is robust.",
+               icon=":material/visibility_off:")
+    alt = res.alternative()
+    if alt is not None and stored["key"] == settings_key:
+        alt_option, _ = alt
+        what = f"with the {alt_option.short}" if alt_option.param == "loss" else f"as {alt_option.short}"
+        st.button(f"Rerun {what}, same " + ("eps" if "eps" in res.settings else "settings"), key="atk_unblind",
+                  type="primary", on_click=use_unblinded, args=(stored["attack"], alt_option.param, alt_option.value),
+                  help=f"{alt_option.name}: {alt_option.masking(res.target is not None)}.")
+elif res.gradient_zero:
+    st.caption("The input gradient was exactly zero at the clean image, yet the attack succeeded (from its random "
+               "start, or the image was already on the wrong side).")
 
 st.plotly_chart(attack_images_figure(res.x, res.x_adv), key="atk_images")
 b1, b2 = st.columns(2)
@@ -237,7 +276,7 @@ with b1:
     st.plotly_chart(probability_bars_figure(p_before, p_after, names, res.y, res.target), key="atk_bars")
 with b2:
     st.subheader("Trajectory")
-    st.plotly_chart(trajectory_figure(res.series, names, LOSS_LABELS.get(stored["attack"], "attack loss")),
+    st.plotly_chart(trajectory_figure(res.series, names, done.objective if done else "attack loss"),
                     key="atk_trajectory")
 s1, s2 = st.columns(2)
 with s1:

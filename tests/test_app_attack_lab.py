@@ -1,4 +1,6 @@
-"""AppTest: the Attack lab renders, an attack flips the prediction shown, bad uploads are messages, not crashes."""
+"""AppTest: the Attack lab renders, an attack flips the prediction shown, bad uploads are messages, not crashes;
+each loss says whether a saturated softmax blinds it, a masked attack says so and offers the margin loss in one
+click; the model list says which model is attacked."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from distill_core import zoo
+from distill_core.lab.attack_lab import attack_options
+from distill_core.papers.defensive import BREAK_ATTACKS
 from tests._apptest import ROOT, chart, require_zoo
 
 PAGE = str(ROOT / "pages" / "attack_lab_page.py")
-NEEDED = {"mnist-5k/standard", "mnist-5k/trades"}
+NEEDED = {"mnist-5k/standard", "mnist-5k/trades", "mnist-5k/defensive-T100"}
 require_zoo(*NEEDED)
 
 
@@ -128,3 +132,63 @@ def test_a_2d_dataset_falls_back_to_mnist() -> None:
     at.run()
     assert not at.exception, at.exception
     assert any("mnist-5k is used here" in i.value for i in at.info)
+
+
+def test_the_model_list_says_the_attack_box_decides_and_the_box_does() -> None:
+    at = page(("zoo: standard", "zoo: trades"))
+    label = at.multiselect(key="atk_models").label
+    assert "first selected" not in label and "Attack this model" in label
+    assert not any("first model is attacked" in m.value for m in at.markdown)
+    at.selectbox(key="atk_target_model").set_value("zoo: trades").run()     # the second model, picked in the box
+    at.selectbox(key="atk_name").set_value("fgsm").run()
+    at.button(key="atk_run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["atk_result"]["result"].attacked == "zoo: trades"
+    assert metric(at, "Attack time").proto.delta.endswith("on zoo: trades")
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "jsma"])
+def test_each_loss_option_carries_the_cores_masking_label(attack: str) -> None:
+    at = page(("zoo: standard",))
+    at.selectbox(key="atk_name").set_value(attack).run()
+    options = attack_options(attack)
+    radio = at.radio(key=f"atk_p_{attack}_{options[0].param}")
+    assert radio.options == [o.short for o in options]
+    targeted = attack == "jsma"                                # JSMA is targeted only
+    assert list(radio.proto.captions) == [o.masking(targeted) for o in options]
+    assert sum("can be blinded" in c for c in radio.proto.captions) == sum(o.is_blinded(targeted) for o in options) > 0
+    if attack == "pgd":                                        # named like the Defensive page's Break it
+        assert any(BREAK_ATTACKS["pgd_softmax"] in c.value for c in at.caption)
+        at.checkbox(key="atk_targeted").check().run()          # targeted, -log p_t keeps its gradient
+        captions = list(at.radio(key="atk_p_pgd_loss").proto.captions)
+        assert captions == [o.masking(True) for o in options] and "not blinded" in captions[0]
+
+
+def test_a_masked_attack_says_so_and_one_click_on_the_margin_loss_fools_the_model() -> None:
+    at = page(("zoo: standard", "zoo: defensive-T100"))
+    at.selectbox(key="atk_target_model").set_value("zoo: defensive-T100").run()
+    at.selectbox(key="atk_name").set_value("pgd").run()
+    at.number_input(key="atk_p_pgd_steps").set_value(10)          # few steps, each big enough to cross 0.3
+    at.number_input(key="atk_p_pgd_alpha").set_value(0.04)
+    assert at.radio(key="atk_p_pgd_loss").value == "ce"         # PGD on the cross-entropy, the default
+    at.button(key="atk_run").click().run()
+    assert not at.exception, at.exception
+    assert "not fooled" in metric(at, "Prediction after").proto.delta
+    warnings = [w.value for w in at.warning]
+    assert any("gradient masked: the attack got no gradient signal (a saturated softmax)" in w.lower()
+               for w in warnings), warnings
+    fix = at.button(key="atk_unblind")
+    assert "C&W margin" in fix.label and "same eps" in fix.label
+    eps = at.slider(key="atk_p_pgd_eps").value
+
+    fix.click().run()                                          # one click: the margin loss, run at once
+    assert not at.exception, at.exception
+    assert at.radio(key="atk_p_pgd_loss").value == "cw"         # what ran is what the widgets show
+    result = at.session_state["atk_result"]["result"]
+    assert result.settings["loss"] == "cw" and result.settings["eps"] == eps and result.settings["steps"] == 10
+    after = metric(at, "Prediction after")
+    assert "fooled" in after.proto.delta and "not fooled" not in after.proto.delta
+    assert result.success and not result.gradient_zero
+    assert not any("gradient masked" in w.value.lower() for w in at.warning)
+    assert not any("changed" in i.value for i in at.info)       # the result is the one for the settings shown
+    assert not [b for b in at.button if b.key == "atk_unblind"]
