@@ -118,6 +118,13 @@ def page_job() -> TrainingJob | None:
 job = page_job()
 running = job is not None and not job.snapshot().finished
 ready = clean_ref is not None and robust_ref is not None
+if ready:   # what Start will train, read back from the widgets (an out-of-range number keeps its last valid value)
+    st.caption(f"**Start trains:** a {student} student on {ds} for {int(epochs)} epoch(s) from "
+               f"{clean_ref.label.split(': ', 1)[-1]} (clean) and {robust_ref.label.split(': ', 1)[-1]} (robust); "
+               f"tau {float(tau_nat):g} / {float(tau_adv):g}, lr_tau {float(lr_tau):g}, w_adv {float(w_adv):g}, "
+               f"r_w {float(r_w):g}, EBB {'on' if ebb else 'off'}, NLB {'on' if nlb else 'off'}; {int(steps)} PGD "
+               f"steps, eps warm-up {float(eps_warmup):g}; batch {batch_size}, Adam lr {float(lr):g}, seed {int(seed)}"
+               + (f", max {int(max_steps)} steps" if max_steps else "") + ".")
 b1, b2 = st.columns([1, 4], vertical_alignment="center")
 start = b1.button("Start MTARD", key="mt_start", type="primary", icon=":material/play_arrow:", disabled=not ready)
 if not ready:
