@@ -18,7 +18,7 @@ from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.common import dataset, dataset_select, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
-from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message
+from ui.widgets import IDLE_POLL_S, LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message
 
 init_state()
 ss = st.session_state
@@ -110,7 +110,7 @@ with c_train:
     seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="mt_seed")
 
 def page_job() -> TrainingJob | None:
-    job = JOBS.page_job("Multi-teacher", ss.get("mt_job"))
+    job = JOBS.page_job("multi-teacher", ss.get("mt_job"))
     ss.mt_job = None if job is None else job.id
     return job
 
@@ -145,24 +145,39 @@ if start:
         st.error(f"Cannot start: {e}")
     else:
         job = JOBS.add(TrainingJob([spec], runs_dir(), label=f"mtard · {ds} · {student}",
-                                   origin="Multi-teacher").start())
+                                   origin="multi-teacher").start())
         ss.mt_job = job.id
-        for q in TUNABLE:
-            ss[f"mt_take_{q}"] = False
 
 job = page_job()
 ss.mt_live = job is not None and not job.snapshot().finished
 
 
-def _take_over(q: str) -> None:
-    """When the user takes a quantity over, its slider starts at the run's current value."""
+def _clamped(q: str, value: float) -> float:
+    lo, hi = TUNABLE[q][1:3]
+    return min(max(float(value), lo), hi)
+
+
+def _toggled(q: str) -> None:
+    """Taking a quantity over starts its slider at the run's current value; handing it back clears the control.
+
+    Only the user's own action writes ``job.controls`` (here and in :func:`_slid`); a redraw reads it, so two
+    tabs on the same run never undo each other's takeover."""
     job = page_job()
-    if job is None or not ss.get(f"mt_take_{q}"):
+    if job is None:
         return
-    last = job.snapshot().last("step")
-    if last is not None and q in last.data:
-        lo, hi = TUNABLE[q][1:3]
-        ss[f"mt_val_{q}"] = min(max(float(last.data[q]), lo), hi)
+    if ss[f"mt_take_{q}"]:
+        last = job.snapshot().last("step")
+        value = _clamped(q, last.data[q] if last is not None and q in last.data else getattr(CFG, q))
+        ss[f"mt_val_{q}"] = value
+        job.controls.set(q, value)
+    else:
+        job.controls.clear(q)
+
+
+def _slid(q: str) -> None:
+    job = page_job()
+    if job is not None and ss.get(f"mt_take_{q}"):
+        job.controls.set(q, ss[f"mt_val_{q}"])
 
 
 def live_tuning(job, snap) -> None:
@@ -173,25 +188,19 @@ def live_tuning(job, snap) -> None:
     cols = st.columns(len(TUNABLE))
     for col, (q, (label, lo, hi, rule)) in zip(cols, TUNABLE.items()):
         take_key, val_key = f"mt_take_{q}", f"mt_val_{q}"
-        user_value = job.controls.get(q)
-        if take_key not in ss:   # back from another page: the widgets show what the worker is using
-            ss[take_key] = user_value is not None
-            if user_value is not None:
-                ss[val_key] = user_value
-        taken = col.toggle(f"Take over {q}", key=take_key, on_change=_take_over, args=(q,),
+        user_value = job.controls.get(q)          # the run's truth, whichever tab set it
+        ss[take_key] = user_value is not None
+        if user_value is not None:
+            ss[val_key] = _clamped(q, user_value)
+        else:                                     # follows the run while the rule is in charge
+            current = last.data.get(q) if last is not None else getattr(CFG, q)
+            ss[val_key] = _clamped(q, current if current is not None else getattr(CFG, q))
+        taken = col.toggle(f"Take over {q}", key=take_key, on_change=_toggled, args=(q,),
                            help=f"Off: {rule} sets it. On: the slider does.")
-        current = last.data.get(q) if last is not None else getattr(CFG, q)
-        if not taken and current is not None:
-            ss[val_key] = min(max(float(current), lo), hi)   # follows the run while the rule is in charge
-        ss.setdefault(val_key, float(getattr(CFG, q)))
-        value = col.slider(label, lo, hi, step=0.05, key=val_key, disabled=not taken)
-        if taken:
-            job.controls.set(q, value)
-        elif job.controls.get(q) is not None:
-            job.controls.clear(q)
+        col.slider(label, lo, hi, step=0.05, key=val_key, disabled=not taken, on_change=_slid, args=(q,))
 
 
-@st.fragment(run_every=LIVE_REDRAW_S if ss.mt_live else None)
+@st.fragment(run_every=LIVE_REDRAW_S if ss.mt_live else IDLE_POLL_S)
 def live_run() -> None:
     """Progress, live tuning and the balance charts of this page's MTARD job, redrawn every second while it runs."""
     job = page_job()
@@ -200,8 +209,8 @@ def live_run() -> None:
                 "and the two loss terms as they move.")
         return
     snap = job.snapshot()
-    if ss.mt_live and snap.finished:
-        st.rerun()   # the run just ended: a full rerun measures it, adds it to the comparison and stops the timer
+    if ss.mt_live == snap.finished:
+        st.rerun()   # the run just ended (measure it, compare it, slow the timer), or one started in another tab
     if snap.finished:
         job_status_message(job, snap)
     else:

@@ -23,7 +23,16 @@ from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from ui.common import dataset, dataset_select, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
-from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, cached_figure, fmt_s, job_progress_row, job_status_message
+from ui.navigation import page_title
+from ui.widgets import (
+    IDLE_POLL_S,
+    LIVE_POINTS,
+    LIVE_REDRAW_S,
+    cached_figure,
+    fmt_s,
+    job_progress_row,
+    job_status_message,
+)
 
 init_state()
 ss = st.session_state
@@ -184,7 +193,7 @@ if start:
     except (ValueError, TypeError) as e:
         st.error(f"Cannot start: {e}")
     else:
-        job = JOBS.add(TrainingJob([spec], runs_dir(), origin="Train").start())
+        job = JOBS.add(TrainingJob([spec], runs_dir(), origin="train").start())
         ss.train_focus = job.id
 
 st.divider()
@@ -193,7 +202,7 @@ st.caption("Every job of this lab's server, from any page or browser tab: a relo
 ss.train_live = [j.id for j in JOBS.running()]
 
 
-@st.fragment(run_every=LIVE_REDRAW_S if ss.train_live else None)
+@st.fragment(run_every=LIVE_REDRAW_S if ss.train_live else IDLE_POLL_S)
 def live_jobs() -> None:
     """Progress of every job of the server, and the focused job's curves; redrawn every second while one runs."""
     jobs = JOBS.all()
@@ -202,10 +211,12 @@ def live_jobs() -> None:
         return
     snaps = {j.id: j.snapshot() for j in jobs}
     if any(jid in snaps and snaps[jid].finished for jid in ss.train_live):
-        st.rerun()   # a job just ended: a full rerun refreshes the runs table and stops this timer
+        st.rerun()   # a job just ended: a full rerun refreshes the runs table and slows this timer down
+    if any(j.id not in ss.train_live for j in JOBS.running()):
+        st.rerun()   # a job started elsewhere (another tab, another page): show it live
     for job in jobs[:8]:
         snap = snaps[job.id]
-        origin = f" (from {job.origin})" if job.origin and job.origin != "Train" else ""
+        origin = f" (from {page_title(job.origin)})" if job.origin and job.origin != "train" else ""
         if snap.finished:
             st.markdown(f"**{job.label}**{origin} · `{job.id}` · {snap.status} · {fmt_s(snap.elapsed_s())}")
         else:

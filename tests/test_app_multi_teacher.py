@@ -91,7 +91,7 @@ def test_changing_the_dataset_changes_the_teachers_offered(app):
 @needs_zoo
 def test_taking_over_writes_the_jobs_controls_and_handing_back_clears_them(app):
     job = _start_on_moons(app)
-    assert job.label.startswith("mtard") and job.origin == "Multi-teacher"
+    assert job.label.startswith("mtard") and job.origin == "multi-teacher"
     assert app.get("progress")
     assert job.snapshot().status == "running", job.snapshot().message
     assert app.slider(key="mt_val_tau_adv").disabled            # EBB is in charge
@@ -124,6 +124,18 @@ def test_taking_over_writes_the_jobs_controls_and_handing_back_clears_them(app):
     assert again.toggle(key="mt_take_tau_adv").value and again.slider(key="mt_val_tau_adv").value == 3.0
     assert not again.toggle(key="mt_take_tau_nat").value
     assert job.controls.get("tau_adv") == 3.0
+    # Two tabs on one run: redraws only read the controls, so the other tab does not undo this one's takeover ...
+    again.run()
+    app.run()
+    again.run()
+    assert job.controls.get("tau_adv") == 3.0 and app.toggle(key="mt_take_tau_adv").value
+    # ... and a hand-back in one tab shows in the other at its next redraw.
+    again.toggle(key="mt_take_w_adv").set_value(False).run()
+    assert job.controls.get("w_adv") is None
+    app.run()
+    assert not app.toggle(key="mt_take_w_adv").value
+    app.toggle(key="mt_take_w_adv").set_value(True).run()
+    app.slider(key="mt_val_w_adv").set_value(0.8).run()
 
     app.toggle(key="mt_take_tau_adv").set_value(False).run()
     assert job.controls.get("tau_adv") is None and job.controls.get("w_adv") == 0.8

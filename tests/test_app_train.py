@@ -91,7 +91,7 @@ def test_start_shows_progress_then_done_and_saves_the_run(app):
     app.button(key="train_start").click().run()
     assert not app.exception
     job = _only_job(app)
-    assert job.origin == "Train"
+    assert job.origin == "train"
     if app.dataframe:   # a folder half-written at that instant is this job's, never "broken"
         assert set(app.dataframe[0].value["status"]) <= {"starting", "training", "done"}
     _wait(lambda: job.snapshot().finished, "the 1-epoch job")

@@ -209,11 +209,11 @@ def test_a_killed_worker_ends_the_job_as_interrupted_and_lists_its_run_so(runs_d
 
 def test_the_board_shows_every_job_to_every_session(runs_dir, jobs):
     board = JobBoard()
-    job = board.add(TrainingJob([_moons(epochs=500)], runs_dir, origin="Train"))
+    job = board.add(TrainingJob([_moons(epochs=500)], runs_dir, origin="train"))
     jobs.append(job.start())
     _wait_for_step(job)
     # A reloaded tab has no session state: it finds the job on the server's board.
-    assert board.all() == [job] and board.all(origin="Train") == [job] and board.all(origin="Multi-teacher") == []
+    assert board.all() == [job] and board.all(origin="train") == [job] and board.all(origin="multi-teacher") == []
     assert board.running() == [job] and board.training(job.run_names[0])
     board.get(job.id).request_stop()                      # its Stop works from there
     assert job.join(TIMEOUT) and job.snapshot().status == "stopped"

@@ -141,7 +141,7 @@ def _death_message(exitcode: int | None) -> str:
 class TrainingJob:
     """One training job (one or several stages) in a worker process.
 
-    ``origin`` names the page that started it (the Train page lists every job of the server).
+    ``origin`` is the URL path of the page that started it (``ui.navigation``; the Train page lists every job).
     """
 
     specs: list[TrainSpec]
@@ -196,7 +196,13 @@ class TrainingJob:
                                                              self.controls),
                                           name=f"train-{self.id}", daemon=True)
             self._reader = threading.Thread(target=self._read, args=(q,), name=f"train-{self.id}-events", daemon=True)
-        self._process.start()
+        try:
+            self._process.start()
+        except Exception as e:  # noqa: BLE001 - e.g. no process can be started: the job ends with the reason
+            with self._lock:
+                self._status, self._message, self._ended = "error", f"could not start the worker: {e}", time.time()
+                self._events.append(Event("error", 0, 0, {"reason": self._message, "stage": 0}))
+            return self
         self._reader.start()
         return self
 
@@ -264,6 +270,9 @@ class TrainingJob:
                 self._status = event.kind
 
     def _read(self, q) -> None:
+        """Collect the worker's messages until its "end"; a worker that dies first ends the job as interrupted."""
+        from multiprocessing.connection import wait
+
         ended = False
         stage = 0
         try:
@@ -271,7 +280,9 @@ class TrainingJob:
                 try:
                     kind, stage, payload = q.get(timeout=0.5)
                 except queue_module.Empty:
-                    if not self._process.is_alive():
+                    # Nothing within half a second: either still working, or dead. A dead worker's process
+                    # sentinel is ready; its last messages (if any) were already read or are lost.
+                    if wait([self._process.sentinel], timeout=0) and q.empty():
                         break
                     continue
                 if kind == "run":
@@ -286,8 +297,11 @@ class TrainingJob:
             with self._lock:
                 self._message = traceback.format_exc(limit=2)
         self._process.join(5)
+        if self._process.is_alive():        # never leave a worker behind a job that has ended
+            self._process.kill()
+            self._process.join(5)
         with self._lock:
-            if not ended or self._status in ACTIVE:
+            if self._status in ACTIVE:      # no final event arrived: the worker died (a finished job keeps its end)
                 reason = _death_message(self._process.exitcode)
                 self._events.append(Event("error", 0, 0, {"reason": reason, "stage": stage, "interrupted": True}))
                 self._status, self._message = "interrupted", reason
@@ -301,9 +315,15 @@ class JobBoard:
         self._jobs: dict[str, TrainingJob] = {}
         self._lock = threading.Lock()
 
+    KEEP_FINISHED = 20    # finished jobs kept for their pages (the runs themselves are on disk)
+
     def add(self, job: TrainingJob) -> TrainingJob:
+        """Put ``job`` on the board; the oldest finished jobs beyond :attr:`KEEP_FINISHED` are forgotten."""
         with self._lock:
             self._jobs[job.id] = job
+            done = sorted((j for j in self._jobs.values() if j.status not in ACTIVE), key=lambda j: j.started)
+            for old in done[:max(0, len(done) - self.KEEP_FINISHED)]:
+                del self._jobs[old.id]
         return job
 
     def get(self, job_id: str | None) -> TrainingJob | None:

@@ -48,3 +48,11 @@ def page(url_path: str) -> Page:
         if p.url_path == url_path:
             return p
     raise KeyError(url_path)
+
+
+def page_title(url_path: str) -> str:
+    """The title of the page at ``url_path`` (the path itself when no page has it)."""
+    try:
+        return page(url_path).title
+    except KeyError:
+        return url_path

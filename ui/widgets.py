@@ -13,6 +13,7 @@ from ui.common import divergence_advice
 
 LIVE_POINTS = 400        # steps a live chart draws at most (a chart is a few hundred pixels wide)
 LIVE_REDRAW_S = 1.0      # how often a live view redraws while a job runs
+IDLE_POLL_S = 5.0        # how often an idle live view looks for a job started in another tab
 
 
 def cached_figure(key: str, version, build):
@@ -75,6 +76,10 @@ def job_status_message(job, snap, container=st) -> None:
     elif snap.status == "diverged":
         advice = divergence_advice(job.specs[min(snap.stage, len(job.specs) - 1)].train)
         container.error(f"**Training diverged**: {snap.message}. {advice} {saved}", icon=":material/trending_up:")
+    elif snap.status == "interrupted":
+        container.error(f"**Interrupted**: {snap.message}. The run keeps the model of its last finished epoch and is "
+                        "listed as *interrupted* under Saved runs (the Train page), where it can be inspected or "
+                        "deleted. Start again to train it fully.", icon=":material/power_off:")
     elif snap.status == "error":
         container.error(f"**Training failed**: {snap.message}. Check the settings (a teacher trained on another "
                         "dataset, a model that does not fit the data) and start again.", icon=":material/error:")

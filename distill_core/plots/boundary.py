@@ -1,7 +1,7 @@
 """Figures of the boundary-samples page: 2-D decision boundaries with BSS paths, and one image's BSS.
 
-Inputs are the plain dicts of ``explain.decision_grid`` and ``experiments.bss_paths`` /
-``experiments.bss_toward_each_class``.
+Inputs are the plain dicts of ``explain.decision_grid`` and ``papers.bss.bss_paths`` /
+``papers.bss.bss_toward_each_class``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def boundary_figure(grid: Mapping, n_classes: int, points: tuple[np.ndarray, np.
     """A 2-D model's decision map (``explain.decision_grid``), data points, BSS paths and the teacher's boundary.
 
     ``points``: ``(x (N, 2), y (N,))`` drawn small, coloured by class. ``paths``: the dict of
-    ``experiments.bss_paths``; each path is drawn from its base point (circle) up to iterate
+    ``papers.bss.bss_paths``; each path is drawn from its base point (circle) up to iterate
     ``step`` (default: the last), whose point is a star in the colour of the target class.
     ``teacher_grid``: draws the teacher's boundary as a dashed line (for a student's map).
     """
@@ -91,7 +91,7 @@ def boundary_figure(grid: Mapping, n_classes: int, points: tuple[np.ndarray, np.
 
 
 def bss_image_figure(x: np.ndarray, result: Mapping, class_names: Sequence[str], height: int = 360) -> go.Figure:
-    """One image and its BSS towards every other class (``experiments.bss_toward_each_class``).
+    """One image and its BSS towards every other class (``papers.bss.bss_toward_each_class``).
 
     Top row: the original, then each BSS titled with its target and the class the teacher puts
     it in (with the target's probability). Bottom row: the perturbations ``x_bss - x`` on a
