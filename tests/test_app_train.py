@@ -227,3 +227,18 @@ def test_comparison_figure_computes_w_robust():
     clean, robust, w = fig.data
     assert list(clean.y) == [80.0, 90.0] and list(robust.y) == [40.0, None]
     assert w.y[0] == pytest.approx(60.0) and w.y[1] is None
+
+
+def test_a_killed_worker_is_reported_as_interrupted(app):
+    _on_moons(app, epochs=500)                            # the largest the page allows
+    app.button(key="train_start").click().run()
+    job = _only_job(app)
+    _wait(lambda: job.snapshot().last("epoch") is not None, "a first epoch")
+    job.kill()                                            # what the kernel's out-of-memory killer does
+    assert job.join(TIMEOUT)
+    app.run()
+    assert not app.exception
+    assert any(e.value.startswith("**Interrupted**") and "killed" in e.value for e in app.error), \
+        ([e.value for e in app.error], job.snapshot().status, job.snapshot().message)
+    table = app.dataframe[0].value
+    assert list(table["status"]) == ["interrupted"]
