@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from distill_core._torch import predict
 from distill_core.evaluate import accuracy, boundary_similarity
 from distill_core.explain import decision_grid
-from distill_core.papers.bss import bss_paths, bss_toward_each_class
+from distill_core.papers import bss as papers_bss
+from distill_core.papers.bss import METHOD_NAMES, METRIC_NAMES, bss_paths, bss_toward_each_class, bss_vs_kd_caption
 from distill_core.plots.boundary import boundary_figure, bss_image_figure
 from distill_core.runs import RunError
 from ui.common import ModelRef, available_models, dataset, get_model, init_state, model_for
@@ -164,8 +169,80 @@ else:
             c.metric("Test accuracy", f"{100 * sim['accuracy']:.1f} %")
     st.caption("Dashed: the teacher's boundary. MagSim and AngSim (Heo et al. 2019) compare the BSS perturbations "
                "v_t (on the teacher) and v_s (on the student) from every test point both classify correctly: the "
-               "closer to 1, the more the student's boundary matches the teacher's. The paper reports BSS raising "
-               "both, most when training data is scarce.")
+               "closer to 1, the more the student's boundary matches the teacher's. Each zoo student is one training "
+               "run (seed 0, all the data): how KD and BSS compare over seeds, and with scarce data, is below.")
+
+# ------------------------------------------------------------------ KD vs BSS over seeds (shipped study)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _study(path: str, mtime: float) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _pm(cell: dict) -> str:
+    std = cell["std"]
+    return f"{cell['mean']:.3f}" if std is None or math.isnan(std) else f"{cell['mean']:.3f} ± {std:.3f}"
+
+
+def _data_name(row: dict) -> str:
+    return "all" if math.isclose(row["fraction"], 1.0) else f"{100 * row['fraction']:g} %"
+
+
+def _study_figure(study: dict) -> go.Figure:
+    """MagSim and AngSim, mean ± std over the seeds, KD beside BSS for each share of the data."""
+    fig = go.Figure()
+    for method, color in zip(papers_bss.STUDY_METHODS, ("#1f77b4", "#d62728")):
+        rows = [r for r in study["rows"] if r["method"] == method]
+        xs, ys, errs, texts = [], [], [], []
+        for metric in ("mag_sim", "ang_sim"):
+            for r in rows:
+                xs.append(f"{METRIC_NAMES[metric]}<br>{_data_name(r)} data ({r['n_train']} samples)")
+                ys.append(r[metric]["mean"])
+                errs.append(r[metric]["std"])
+                texts.append(_pm(r[metric]))
+        fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": errs, "visible": True},
+                                 mode="markers", name=METHOD_NAMES[method], marker={"size": 11, "color": color},
+                                 text=texts, hovertemplate="%{x}: %{text}<extra>" + METHOD_NAMES[method] + "</extra>"))
+    low = min(r[m]["mean"] - (r[m]["std"] or 0) for r in study["rows"] for m in ("mag_sim", "ang_sim"))
+    fig.update_layout(scattermode="group", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      yaxis={"title": "mean ± std over seeds", "range": [max(-1.0, low - 0.03), 1.005]},
+                      xaxis={"tickangle": 0}, uirevision="bd_study",
+                      title=f"MagSim and AngSim to the teacher (1 = its boundary), {len(study['seeds'])} seeds")
+    return fig
+
+
+def _shipped_study() -> None:
+    st.subheader("KD vs BSS-KD over seeds, with all and with scarce data")
+    path = papers_bss.BSS_MOONS_RESULTS
+    if not path.is_file():
+        st.info(f"The KD vs BSS study over seeds is not built yet: run `{papers_bss.BSS_MOONS_COMMAND}` from the "
+                "repository root (about a minute on one CPU thread); it writes "
+                "`assets/reproductions/bss-moons/results.json`, which this page reads.")
+        return
+    try:
+        study = _study(str(path), path.stat().st_mtime)
+        caption = bss_vs_kd_caption(study)
+        table = pd.DataFrame([{"training data": f"{_data_name(r)} ({r['n_train']} samples)", "epochs": r["epochs"],
+                               "student": METHOD_NAMES[r["method"]], "test accuracy": _pm(r["accuracy"]),
+                               "MagSim": _pm(r["mag_sim"]), "AngSim": _pm(r["ang_sim"])} for r in study["rows"]])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        st.warning(f"Could not read the KD vs BSS study ({e}): rebuild it with `{papers_bss.BSS_MOONS_COMMAND}`.")
+        return
+    st.markdown(f"The zoo's KD and BSS recipes for {study['dataset']}, retrained with seeds "
+                f"{', '.join(map(str, study['seeds']))} (initial weights, batch order and the subset of the data) on "
+                "all of the training split and on a stratified share of it, from the same teacher; a smaller share "
+                "trains as many optimiser steps (more epochs). Measured on the whole test split.")
+    st.plotly_chart(_study_figure(study), key="bd_study_fig")
+    st.dataframe(table, hide_index=True, key="bd_study_table")
+    st.caption(caption)
+    st.caption(f"Command: `{study.get('command', papers_bss.BSS_MOONS_COMMAND)}`, {study.get('seconds', 0):.0f} s on "
+               f"{study.get('environment', {}).get('threads', '?')} CPU thread(s). Every number and per-seed value is "
+               "in assets/reproductions/bss-moons/results.json.")
+
+
+_shipped_study()
 
 # ------------------------------------------------------------------ one image towards every class
 

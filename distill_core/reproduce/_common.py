@@ -6,9 +6,10 @@ model the claim rests on ended within 5 points of chance (:func:`distill_core.tr
 with chance = 1 / classes), so the run says nothing about the claim. A collapsed adversarial
 student answers one class everywhere; its "robustness" is no evidence of anything.
 
-Claims over several seeds are judged with :func:`beyond_spread`: a difference counts only when
-the difference of the means exceeds the sum of the two standard deviations over seeds (sample
-std, ddof 1), i.e. when the two mean ± std intervals do not overlap (:data:`SPREAD_RULE`).
+Claims over several seeds are judged with :func:`beyond_spread` (from :mod:`distill_core.stats`,
+re-exported here): a difference counts only when the difference of the means exceeds the sum of
+the two standard deviations over seeds (sample std, ddof 1), i.e. when the two mean ± std
+intervals do not overlap (:data:`SPREAD_RULE`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch.utils.data import Dataset
 from ..data import DatasetInfo
 from ..methods import build_method
 from ..models import build_model
+from ..stats import SPREAD_RULE, beyond_spread, mean_std  # noqa: F401 (re-exported)
 from ..train import Event, TrainConfig, Trainer, chance_accuracy, did_not_learn, run_to_end  # noqa: F401 (re-exported)
 
 Log = Callable[[str], None]
@@ -81,9 +83,6 @@ def zoo_teacher(name: str) -> nn.Module:
 
 SHOWN, NOT_SHOWN, DID_NOT_TRAIN = "shown", "not shown", "did not train"
 STATES = (SHOWN, NOT_SHOWN, DID_NOT_TRAIN)
-SPREAD_RULE = ("a difference counts as shown only when the difference of the means exceeds the sum of the two "
-               "standard deviations over seeds (sample std, ddof 1): the mean ± std intervals do not overlap; with a "
-               "single seed there is no spread to compare against and nothing is shown")
 
 
 def trained(accuracy: float, chance: float) -> bool:
@@ -107,21 +106,6 @@ def expectation(claim: str, shown: bool, detail: str, untrained: Sequence[str] =
     if untrained:
         detail = f"{'; '.join(untrained)}: no evidence either way. Measured: {detail}"
     return {"claim": claim, "shown": status == SHOWN, "status": status, "detail": detail}
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1) of per-seed values; the std is nan for one value."""
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
-
-
-def beyond_spread(a: Sequence[float], b: Sequence[float], margin: float = 0.0) -> bool:
-    """:data:`SPREAD_RULE`: is ``mean(a) - mean(b) > margin`` by more than ``std(a) + std(b)``?
-
-    ``a`` and ``b`` are per-seed values (fractions); False when either has a single value (no spread).
-    """
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    return not (math.isnan(sa) or math.isnan(sb)) and ma - mb - margin > sa + sb
 
 
 def pm(mean: float, std: float, digits: int = 1) -> str:
