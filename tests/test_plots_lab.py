@@ -103,3 +103,21 @@ def test_run_labels_say_method_and_time() -> None:
     assert run_label("2026-11-30_090102-standard-x", {"method": "standard", "method_config": {"T": 20.0}}) == \
         "standard T20 09:01"
     assert run_label("my-own-run", {"method": "kd"}) == "my-own-run"
+
+
+def test_sweep_curves_follow_the_knob_and_the_apparent_toggle_lifts_a_masked_sweep() -> None:
+    from distill_core.plots.tradeoff import tradeoff_figure
+
+    curve = {"id": "defensive-T-1", "method": "defensive", "knob": "T",
+             "points": [{"value": 100.0, "clean": 0.95, "robust": 0.0, "apparent": 0.9},
+                        {"value": 1.0, "clean": 0.96, "robust": 0.0, "apparent": 0.05},
+                        {"value": 20.0, "clean": 0.955, "robust": 0.01, "apparent": 0.6}]}
+    true = tradeoff_figure([], curves=[curve])
+    [line] = [t for t in true.data if t.name == "defensive: T sweep"]
+    assert list(line.text) == ["T=1", "T=20", "T=100"]               # knob order, not the order given
+    assert max(line.y) <= 1.0                                          # AutoAttack: flat at the floor
+    apparent = tradeoff_figure([], curves=[curve], apparent=True)
+    [line] = [t for t in apparent.data if t.name == "defensive: T sweep"]
+    assert list(line.y) == [5.0, 60.0, 90.0]                           # PGD-CE: a rising curve
+    assert apparent.layout.yaxis.title.text.startswith("apparent")
+    assert any(t.name == "Pareto front" for t in apparent.data)

@@ -60,7 +60,8 @@ def label_positions(x: Sequence[float], y: Sequence[float], texts: Sequence[str]
     return out
 
 
-def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) -> go.Figure:
+def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, curves: Sequence[dict] = (),
+                    apparent: bool = False) -> go.Figure:
     """Scatter of ``rows`` (dicts with name, method, clean, robust) coloured by method, Pareto front drawn.
 
     Accuracies are fractions in [0, 1]; axes show percent; ``robust`` is the true (AutoAttack)
@@ -74,10 +75,18 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
     Points are labelled with ``label`` (default ``name``), placed so that labels overlap little;
     the clean-accuracy axis spans the points shown (not 0-100), so one weak model does not squeeze
     the others.
+
+    ``curves``: sweeps of one knob (``lab.sweeps.sweep_curves``), each a dict with ``id``,
+    ``method``, ``knob`` and ``points`` (dicts with ``value``, ``clean``, ``robust``, ``apparent``),
+    drawn as a line through the points in knob order, each point labelled ``knob=value``. With
+    ``apparent`` the y axis is the naive PGD-CE robust accuracy instead of AutoAttack's, for rows
+    and curves alike (no masking-gap markers then): a masked sweep rises there while its true
+    curve stays at the floor. The Pareto front is over everything drawn.
     """
     fig = go.Figure()
-    rows = [r for r in rows if r.get("clean") is not None and r.get("robust") is not None]
-    gaps = [r for r in rows if r.get("gap_shown") and r.get("apparent") is not None]
+    key = "apparent" if apparent else "robust"
+    rows = [{**r, "robust": r.get(key)} for r in rows if r.get("clean") is not None and r.get(key) is not None]
+    gaps = [] if apparent else [r for r in rows if r.get("gap_shown") and r.get("apparent") is not None]
     for kind, label, dash in (("masking", "PGD-CE: masked", "dot"), ("overstated", "PGD-CE: overstated", "dash")):
         group = [r for r in gaps if bool(r.get("masked")) == (kind == "masking")]
         for i, r in enumerate(group):
@@ -107,11 +116,27 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420) ->
             marker=dict(size=12, color=method_color(method), line=dict(width=1, color="white"),
                         symbol=["diamond" if p.get("source") == "runs" else "circle" for p in pts]),
             hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
-    if rows:
-        idx = pareto_front([r["clean"] for r in rows], [r["robust"] for r in rows])
-        fig.add_trace(go.Scatter(x=[100 * rows[i]["clean"] for i in idx], y=[100 * rows[i]["robust"] for i in idx],
+    drawn = list(rows)
+    for c in curves:
+        pts = sorted((p for p in c["points"] if p.get("clean") is not None and p.get(key) is not None),
+                     key=lambda p: p["value"])
+        if not pts:
+            continue
+        drawn += [{"clean": p["clean"], "robust": p[key]} for p in pts]
+        fig.add_trace(go.Scatter(
+            x=[100 * p["clean"] for p in pts], y=[100 * p[key] for p in pts], mode="lines+markers+text",
+            name=f"{c['method']}: {c['knob']} sweep", text=[f"{c['knob']}={p['value']:g}" for p in pts],
+            textposition="bottom right", textfont=dict(size=9, color=method_color(c["method"])),
+            line=dict(color=method_color(c["method"]), width=2), marker=dict(size=7, symbol="square"),
+            hovertemplate=f"{c['method']}, {c['knob']}=" + "%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %"
+                          "<extra></extra>"))
+    if drawn:
+        idx = pareto_front([r["clean"] for r in drawn], [r["robust"] for r in drawn])
+        fig.add_trace(go.Scatter(x=[100 * drawn[i]["clean"] for i in idx], y=[100 * drawn[i]["robust"] for i in idx],
                                  mode="lines", name="Pareto front", line=dict(color="#444", dash="dash", width=1.5),
                                  hoverinfo="skip"))
-    fig.update_xaxes(title="clean accuracy (%)", range=x_range if rows else None)
-    fig.update_yaxes(title="robust accuracy (%)")
+        lo = min(100 * r["clean"] for r in drawn)
+        x_range = [max(0.0, lo - max(4.0, 0.08 * (100 - lo))), 101.0]
+    fig.update_xaxes(title="clean accuracy (%)", range=x_range if drawn else None)
+    fig.update_yaxes(title=("apparent robust accuracy, PGD-CE (%)" if apparent else "robust accuracy (%)"))
     return base_layout(fig, title, height)
