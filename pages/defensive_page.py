@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from distill_core.methods import get_method
+from distill_core.papers import defensive
 from distill_core.papers.defensive import (
+    DEFAULT_BREAK_N,
+    DEFAULT_T,
+    MEASURED_DEFAULTS,
     PAPERNOT_TEMPERATURES,
-    break_defensive,
+    accuracy_sentence,
+    break_verdict,
+    default_train,
     defensive_specs,
+    model_role,
     stage_roles,
     sweep_baseline,
     sweep_rows,
@@ -27,11 +34,11 @@ from distill_core.plots.defensive import (
     training_figure,
 )
 from distill_core.reproduce import expectation_status
-from distill_core.runs import RunError
+from distill_core.runs import RunError, list_runs
 from distill_core.train import Event
 from distill_core.zoo import list_zoo
 from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
-from ui.jobs import JOBS, ReproductionRun, TrainingJob
+from ui.jobs import JOBS, TASKS, BackgroundTask, ReproductionRun, TrainingJob
 from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,18 +62,38 @@ st.markdown(
 st.header("1 · Train a teacher and its student at T")
 c1, c2, c3 = st.columns([1, 2, 1])
 ds_name = c1.radio("Dataset", ["mnist-5k", "moons"], key="dd_dataset", horizontal=True)
-T = c2.select_slider("Temperature T", options=list(PAPERNOT_TEMPERATURES),
-                     value=int(get_method("defensive").Config().T), key="dd_T",
-                     help="The paper sweeps T in {1, 2, 5, 10, 20, 30, 40, 50, 100}; its default here is 20.")
-epochs = c3.number_input("Epochs per stage", 1, 50, 1 if ds_name == "mnist-5k" else 20, key=f"dd_epochs_{ds_name}")
+T = c2.select_slider("Temperature T", options=list(PAPERNOT_TEMPERATURES), value=int(DEFAULT_T), key="dd_T",
+                     help=f"The paper sweeps T in {{1, 2, 5, 10, 20, 30, 40, 50, 100}}; the default here is "
+                          f"{DEFAULT_T:g}, the temperature at which the paper's JSMA success fell to 0.45 %.")
+loop = default_train(ds_name)
+epochs = c3.number_input("Epochs per stage", 1, 50, loop.epochs, key=f"dd_epochs_{ds_name}")
 specs = defensive_specs(ds_name, float(T), int(epochs))
 st.dataframe(pd.DataFrame([{"stage": i, "role": role, "method": s.method, "model": s.model, "T": s.method_config["T"],
-                            "teacher": s.teachers.get("teacher", "-"), "epochs": s.train.epochs}
+                            "teacher": f"stage {s.teachers['teacher'][1:]}" if s.teachers else "-",
+                            "epochs": s.train.epochs,
+                            "optimiser": f"{s.train.optimizer} lr {s.train.lr:g}, batch {s.train.batch_size}"}
                            for i, (role, s) in enumerate(zip(stage_roles(specs), specs))]),
              hide_index=True, key="dd_specs")
 st.caption("Stage 0 trains the teacher on the labels with CE(softmax(Z/T), y); stage 1 trains a student of the same "
-           "architecture on the teacher's soft labels softmax(Z_teacher/T) at the same T. Deployed, the student "
-           "uses softmax(Z): its logits are about T times larger than an undistilled model's.")
+           "architecture on the soft labels of stage 0's teacher, softmax(Z_teacher/T), at the same T. Deployed, the "
+           "student uses softmax(Z): its logits are about T times larger than an undistilled model's.")
+m = MEASURED_DEFAULTS
+if ds_name == "mnist-5k":
+    measured = (f"The defaults (T = {DEFAULT_T:g}, {loop.epochs} epochs per stage, {loop.optimizer.capitalize()} lr "
+                f"{loop.lr:g}, batch {loop.batch_size}), measured headless on a 2-core CPU with one thread "
+                f"(`{m['command']}`, seeds {m['seeds']}): teacher {m['teacher']}, student {m['student']} (at most "
+                f"{m['gap']} points below), training {m['train_s']}; then Break it on {DEFAULT_BREAK_N} images "
+                f"({m['break_s']}; {m['total_s']} in all): the softmax-side attacks succeed on {m['softmax_side']}, "
+                f"with {m['zero_grad']} softmax gradients exactly zero, while PGD on Z/T and the C&W margin succeed "
+                f"on {m['logit_side']}. "
+                f"JSMA on the logits reaches only {m['jsma_logits']} (the undistilled model: "
+                f"{m['jsma_logits_undistilled']}): its 14.5 % pixel cap limits it on any model, so that one row misses "
+                "the 80 % the other logit-side attacks reach.")
+    if float(T) != DEFAULT_T or int(epochs) != loop.epochs:
+        measured += (f" **Your settings differ from these.** Lower T or fewer epochs give partial masking: T = 20 "
+                     f"with 1 epoch at lr 0.001 gave {m['old_defaults']}. Break it (step 3) says what your run shows.")
+    st.caption(measured)
+
 
 def page_job() -> TrainingJob | None:
     job = JOBS.page_job("defensive", ss.get("dd_job"))
@@ -85,7 +112,12 @@ if st.button("Train teacher + student", key="dd_start", type="primary", disabled
         st.error(f"Could not start training: {e}")
     else:
         ss.dd_job = job.id
-        running = True
+        st.rerun()           # redraw with the button disabled (a second press would start a second job)
+
+
+def _trained(snap) -> bool:
+    """The job trained both stages and the model learned (no 'did not learn' warning)."""
+    return snap.status == "done" and not (snap.final_event() or Event("", 0, 0)).data.get("warning")
 
 
 def _show_job(job: TrainingJob) -> None:
@@ -97,12 +129,16 @@ def _show_job(job: TrainingJob) -> None:
     series = {roles[i]: job.series(i, max_points=LIVE_POINTS) for i in range(min(snap.stage + 1, snap.stages))}
     st.plotly_chart(training_figure(series), key="dd_training_chart")
     if snap.finished:
-        if snap.status == "done" and not (snap.final_event() or Event("", 0, 0)).data.get("warning"):
+        if _trained(snap):
             accs = {roles[i]: job.series(i)["evals"]["test_accuracy"] for i in range(snap.stages)}
-            msg = " · ".join(f"{r}: {100 * a[-1]:.1f} % test accuracy" for r, a in accs.items() if a)
-            st.success(f"Done in {fmt_s(snap.elapsed_s())}. {msg}. The student is saved as run "
+            T_job = float(job.specs[-1].method_config.get("T", 1.0))
+            names = {"teacher": model_role("standard", T_job), "student": model_role("defensive", T_job)}
+            msg = " · ".join(f"{names.get(r, r)}: {100 * a[-1]:.1f} % test accuracy" for r, a in accs.items() if a)
+            gap = (accuracy_sentence(accs["teacher"][-1], accs["student"][-1])
+                   if accs.get("teacher") and accs.get("student") else "")
+            st.success(f"Done in {fmt_s(snap.elapsed_s())}. {msg}. {gap} The student is saved as run "
                        f"`{snap.run_paths[-1].name}`"
-                       + (": pick it in step 3 to break it." if job.specs[0].dataset == "mnist-5k" else "."))
+                       + (": step 3 below now attacks it." if job.specs[0].dataset == "mnist-5k" else "."))
         else:
             job_status_message(job, snap)
 
@@ -122,6 +158,11 @@ if job is not None:
         _poll_job(job.id)
     else:
         _show_job(job)
+        snap = job.snapshot()
+        if _trained(snap) and snap.run_paths and job.specs[-1].dataset == "mnist-5k" \
+                and ss.get("dd_handed_off") != job.id:
+            ss.dd_handed_off = job.id                       # once per job: step 3 selects the new student
+            ss.dd_select_run = snap.run_paths[-1].name
 
 # ------------------------------------------------------------------ step 2: the temperature sweep
 
@@ -226,21 +267,47 @@ else:
 st.header("3 · Break it")
 st.markdown(
     "**Defensive distillation masks gradients; it does not make the model robust** (Carlini & Wagner 2016, 2017). "
-    "Deployed at T = 1, the student's logits are about T times larger, its softmax saturates and the gradient of "
-    "anything computed through it underflows to zero in float32. Attacks that look at the softmax are blind; "
-    "the same attacks on the logits, on softmax(Z/T), with C&W's margin loss, or crafted on an undistilled "
-    "model and transferred, get through again. Press **Break it** to see it on real images.")
+    "Deployed at T = 1, the student's logits are about T times larger; once its softmax saturates, the gradient of "
+    "anything computed through it underflows to zero in float32 and attacks that look at the softmax go blind, "
+    "while the same attacks on the logits, on softmax(Z/T), with C&W's margin loss, or crafted on an undistilled "
+    "model and transferred, still get through. Press **Break it** to measure how far that holds for a model: the "
+    "verdict beside the chart is read from the numbers of that run.")
 
 mnist_models = available_models("mnist-5k")
 if not mnist_models:
     st.warning("No mnist-5k model: build the zoo (`python -m distill_core zoo build`) or train one in step 1.")
     st.stop()
+run_configs = {str(r.path): r.config for r in list_runs(runs_dir())}
+
+
+def _run_T(config: dict) -> float:
+    try:
+        return float((config.get("method_config") or {}).get("T", 1.0))
+    except (TypeError, ValueError, AttributeError):
+        return 1.0
+
+
+def _display(ref) -> str:
+    """A model's name in this page's lists: a run says what it is in defensive distillation (not "standard")."""
+    if ref.source != "run":
+        return ref.label
+    config = run_configs.get(ref.key, {})
+    return f"run: {model_role(ref.method, _run_T(config))} · {Path(ref.key).name}"
+
+
 labels = [r.label for r in mnist_models]
-default = next((i for i, r in enumerate(mnist_models) if r.key == BREAK_DEFAULT), 0)
+by_label = dict(zip(labels, mnist_models))
+pending = ss.pop("dd_select_run", None)             # a student just trained in step 1: select it
+fresh = next((r.label for r in mnist_models if r.source == "run" and Path(r.key).name == pending), None)
+if fresh is not None:
+    ss.dd_break_model = fresh
+elif ss.get("dd_break_model") not in by_label:
+    ss.dd_break_model = next((r.label for r in mnist_models if r.key == BREAK_DEFAULT), labels[0])
 k1, k2, k3 = st.columns([4, 4, 1])
-ref = mnist_models[labels.index(k1.selectbox("Distilled model to attack", labels, index=default, key="dd_break_model",
-                                              help="Defensive students from the zoo or your runs (step 1)."))]
-n_break = k2.slider("Test images (N)", 5, 100, 30, step=5, key="dd_break_n",
+ref = by_label[k1.selectbox("Distilled model to attack", labels, key="dd_break_model",
+                            format_func=lambda label: _display(by_label[label]),
+                            help="Defensive students from the zoo or your runs (step 1 selects its new student).")]
+n_break = k2.slider("Test images (N)", 5, 100, DEFAULT_BREAK_N, step=5, key="dd_break_n",
                     help="The first N test images the model classifies correctly; JSMA attacks each towards all 9 "
                          "other digits (Papernot's protocol).")
 with_cw_l2 = k3.checkbox("CW-L2", key="dd_break_cw", help="Also Carlini & Wagner's L2 attack (9 x 100 Adam steps: "
@@ -248,23 +315,16 @@ with_cw_l2 = k3.checkbox("CW-L2", key="dd_break_cw", help="Also Carlini & Wagner
 try:
     model, info, cfg = get_model(ref)
 except (RunError, OSError, ValueError, KeyError) as e:
-    st.error(f"Could not load {ref.label}: {e}")
+    st.error(f"Could not load {_display(ref)}: {e}")
     st.stop()
-T_model = float((cfg.get("method_config") or {}).get("T", 1.0))
-st.caption(f"{ref.label}: method `{ref.method}`, trained at T = {T_model:g}. "
+T_model = _run_T(cfg)
+st.caption(f"{_display(ref)}: {model_role(ref.method, T_model)} (method `{ref.method}`, trained at T = {T_model:g}). "
            + ("" if UNDISTILLED in zoo_names else "The undistilled zoo model is missing: no transfer attack."))
 
 
-def _break(target, target_info, T: float, n: int, cw_l2: bool, progress) -> dict:
-    """All the Break-it attacks on one model (the undistilled zoo model as the transfer source)."""
-    source = zoo_model(UNDISTILLED)[0] if UNDISTILLED in zoo_names and ref.key != UNDISTILLED else None
-    data, _ = dataset("mnist-5k", "test")
-    x, y = data.tensors
-    return break_defensive(target, x, y, T, source=source, n=n, cw_l2=cw_l2, info=target_info, progress=progress)
-
-
 def _show_break(res: dict, title: str, key: str) -> None:
-    """One Break-it result (the live one or the reproduction's): its bars, exact-zero gradient counts and table."""
+    """One Break-it result (the live one or the reproduction's): its bars, the verdict read from it, its table."""
+    verdict = break_verdict(res)
     left, right = st.columns([3, 2])
     left.plotly_chart(break_it_figure(res, title=title), key=f"{key}_fig")
     with right:
@@ -273,37 +333,73 @@ def _show_break(res: dict, title: str, key: str) -> None:
         m1.metric("Zero softmax gradient", f"{zg['softmax']} / {zg['n']}",
                   help="Images whose input Jacobian of softmax(Z) is exactly 0 in float32.")
         m2.metric("Zero logit gradient", f"{zg['logits']} / {zg['n']}",
-                  help="The same for the logits Z: never zero, the information is all there.")
-        st.markdown("**Grey**: attacks through the saturated softmax, which the defence blinds. **Red**: the same "
-                    "budget spent through the logits, Z/T, the C&W margin, or on another model - the defence does "
-                    "not stop them. A softmax gradient that is exactly zero is the signature of gradient masking "
-                    "(one of AutoAttack's checks), not of robustness.")
+                  help="The same for the logits Z.")
+        st.markdown(verdict.text)
+        st.caption("Grey bars: attacks through the deployed softmax; red: the same budget spent on the logits, Z/T, "
+                   "the C&W margin, or on another model. An exactly-zero softmax gradient is the signature of "
+                   "gradient masking (one of AutoAttack's checks), not of robustness.")
     st.dataframe(pd.DataFrame([{"attack": r["attack"], "success": f"{100 * r['success']:.0f} %",
                                 "detail": r["detail"]} for r in res["rows"]]),
                  hide_index=True, key=f"{key}_table")
 
 
+def _break_work(target, target_info, T: float, n: int, cw_l2: bool, source, settings: tuple, title: str):
+    """Break it as a background task (no streamlit in it): returns what the page shows, also after leaving it."""
+    data, _ = dataset("mnist-5k", "test")
+    x, y = data.tensors
+    run = defensive.break_defensive
+
+    def work(report) -> dict:
+        def progress(done: int, total: int, name: str) -> None:
+            report(done / (total + 1), f"{name} on {n} images ({done + 1} of {total + 1})")
+
+        res = run(target, x, y, T, source=source, n=n, cw_l2=cw_l2, info=target_info, progress=progress)
+        return {"settings": settings, "title": title, "result": res}
+    return work
+
+
 mtime = (Path(ref.key) / "model.pt").stat().st_mtime if ref.source == "run" else 0.0
 settings = (ref.source, ref.key, mtime, n_break, with_cw_l2)
-cache = ss.setdefault("dd_break_cache", {})       # results by settings, for this browser session
-if st.button("Break it", key="dd_break", type="primary"):
+cache = ss.setdefault("dd_break_cache", {})       # (title, result) by settings, for this browser session
+task: BackgroundTask | None = ss.get("dd_break_task") or TASKS.latest("defensive")   # after a reload: the last one
+busy = task is not None and not task.finished
+if st.button("Break it", key="dd_break", type="primary", disabled=busy,
+             help="Runs in the background: leave the page and come back, the result waits here."):
     ss.dd_break_shown = settings
     if settings not in cache:
-        bar = st.progress(0.0, text="Starting...")
+        source = zoo_model(UNDISTILLED)[0] if UNDISTILLED in zoo_names and ref.key != UNDISTILLED else None
+        title = f"Attack success on {_display(ref)} (T = {T_model:g})"
+        task = TASKS.add(BackgroundTask(f"Break it on {_display(ref)}, {n_break} images",
+                                        _break_work(model, info, T_model, n_break, with_cw_l2, source, settings,
+                                                    title), origin="defensive")).start()
+        ss.dd_break_task = task
+        st.rerun()           # redraw with the button disabled and the progress below it
 
-        def _progress(done: int, total: int, name: str) -> None:
-            bar.progress(done / total, text=f"{name} on {n_break} images ({done + 1} of {total + 1})")
 
-        try:
-            cache[settings] = _break(model, info, T_model, n_break, with_cw_l2, _progress)
-        except ValueError as e:
-            st.error(str(e))
-        bar.empty()
-if settings in cache and ss.get("dd_break_shown") == settings:
-    res = cache[settings]
-    _show_break(res, f"Attack success on {ref.label} (T = {res['T']:g})", "dd_break")
-elif cache:
-    st.caption("Settings changed: press **Break it** to attack this model.")
+@st.fragment(run_every=1.0)
+def _break_progress() -> None:
+    if task.finished:
+        st.rerun()           # the result, below
+    st.progress(task.progress, text=f"{task.label}: {task.message or 'starting'} · {time.time() - task.started:.0f} s "
+                                    "(runs in the background: you can leave this page and come back)")
+
+
+if busy:
+    _break_progress()
+elif task is not None and task.status == "error":
+    st.error(f"{task.label} failed: {task.error}")
+elif task is not None and task.status == "done":
+    done = task.result
+    if done["settings"] not in cache:                # finished while the page was away, or in another tab
+        cache[done["settings"]] = (done["title"], done["result"])
+        ss.dd_break_shown = done["settings"]
+shown = ss.get("dd_break_shown")
+if shown in cache and not busy:
+    title, res = cache[shown]
+    if shown != settings:
+        st.caption(f"Showing the last result (**{title}**, {res['n']} images). The selection above has changed: "
+                   "press **Break it** to attack it.")
+    _show_break(res, title, "dd_break")
 broken = (results or {}).get("break_it")
 if broken:
     with st.expander(f"The same attacks in the {kind} of the reproduction (T = {broken['T']:g} student, "
