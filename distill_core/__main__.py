@@ -1,4 +1,4 @@
-"""Command line: ``python -m distill_core train|runs|eval|datasets|models|methods|download ...``.
+"""Command line: ``python -m distill_core train|sweep|runs|eval|datasets|models|methods|download ...``.
 
 Every command writes or reads the same run folders the app shows. Bad names or values print
 one line starting with ``error:`` and exit with status 2 (no traceback).
@@ -101,6 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="where mnist / fashion-mnist / cifar10 live (default ./data)")
     t.add_argument("--download", action="store_true", help="download a torchvision dataset if it is missing")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sw = sub.add_parser("sweep", help="one run per value of a knob (x seeds), each measured with AutoAttack; "
+                                      "prints the trade-off table")
+    sw.add_argument("--dataset", default="mnist-5k", help="default mnist-5k")
+    sw.add_argument("--model", default="papernot-cnn", help="default papernot-cnn")
+    sw.add_argument("--method", required=True, help="the method swept (see `methods`)")
+    sw.add_argument("--knob", required=True,
+                    help="the setting varied: one of the method's (see `methods`) or the trainer's lr, weight_decay, "
+                         "epochs")
+    sw.add_argument("--values", required=True,
+                    help="the knob's values, comma-separated, e.g. 0.5,1,6 (none: the dataset's default, where "
+                         "the setting allows it)")
+    sw.add_argument("--seeds", default="0",
+                    help="training seeds, comma-separated (default 0): one run per value x seed")
+    sw.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                    help="a method setting shared by every run, e.g. --set eps_warmup=0.3 (repeatable)")
+    sw.add_argument("--teacher", dest="teachers", action="append", metavar="ROLE=REF",
+                    help="a teacher by role: a run folder, a run name under --runs-dir, a zoo name, or ARCH:PATH.pt")
+    sw.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
+    sw.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
+    sw.add_argument("--lr", type=float, default=None, help=f"default {d.lr}")
+    sw.add_argument("--device", default=None, help="auto (the default), cpu, cuda, cuda:N or mps")
+    sw.add_argument("--fraction", type=float, default=1.0, help="share of the training split to use (0, 1]")
+    sw.add_argument("--protocol", choices=("autoattack", "autoattack-fast"), default="autoattack",
+                    help="robust accuracy: autoattack (standard, the default) or autoattack-fast (APGD-CE + APGD-T)")
+    sw.add_argument("--n", type=int, default=500, help="test samples attacked per run (default 500)")
+    sw.add_argument("--runs-dir", default="runs")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
 
     r = sub.add_parser("runs", help="list the runs in a runs folder")
     r.add_argument("--runs-dir", default="runs")
@@ -253,6 +281,112 @@ def cmd_train(args) -> int:
     if s.get("warning"):
         print(f"warning: {s['warning']}")
     return status
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
+def cmd_sweep(args) -> int:
+    """Train a sweep's runs one after another, measure each, and print one line per run (see ``lab.sweeps``)."""
+    import functools
+
+    from tqdm import tqdm
+
+    from .data import load_dataset
+    from .lab.sweeps import check_sweep, run_sweep, sweep_specs, value_label
+    from .presets import load_teacher
+    from .spec import TrainSpec
+    from .train import FINAL_KINDS, Event, TrainConfig
+
+    settings = _key_values(args.settings, "--set")
+    if args.knob in settings:
+        raise UsageError(f"--set {args.knob}=... is the knob swept: give its values with --values")
+    try:
+        config = TrainConfig(**{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                                  ("lr", args.lr), ("device", args.device)) if v is not None})
+        base = TrainSpec(dataset=args.dataset, model=args.model, method=args.method, method_config=settings,
+                         train=config, teachers=_key_values(args.teachers, "--teacher"), fraction=args.fraction)
+        specs = sweep_specs(base, args.knob, args.values, args.seeds)
+        info = functools.cache(lambda: load_dataset(base.dataset, "test", seed=config.seed)[1])
+        teachers = {role: load_teacher(ref, info, None, args.runs_dir) for role, ref in base.teachers.items()}
+        teachers = check_sweep(specs, args.runs_dir, args.protocol, args.n, teachers)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+
+    total = len(specs)
+    sweep_id = specs[0].tags["sweep"]
+    print(f"sweep {sweep_id}: {args.method} / {args.model} on {args.dataset}, {args.knob} over "
+          f"{args.values}, {total} run(s), measured with {args.protocol} (n = {args.n})", file=sys.stderr)
+    stop = threading.Event()
+
+    def on_interrupt(*_) -> None:
+        if not stop.is_set():
+            print("\nstopping: the current run is saved as stopped, the rest are not started", file=sys.stderr)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    bars: dict[str, tqdm] = {}
+    clean: dict[int, float | None] = {}
+
+    def title(i: int) -> str:
+        tags = specs[i].tags
+        return f"[{i + 1}/{total}] {value_label(args.knob, tags['value'])} seed {tags['seed']}"
+
+    def close(key: str) -> None:
+        bar = bars.pop(key, None)
+        if bar is not None:
+            bar.close()
+
+    def on_event(i: int, event: Event) -> None:
+        if event.kind == "start":
+            bars["train"] = tqdm(total=event.data["total_steps"], desc=title(i), unit="step", file=sys.stderr,
+                                 disable=args.quiet)
+        elif event.kind == "step" and "train" in bars:
+            bars["train"].update(1)
+            bars["train"].set_postfix(epoch=event.epoch + 1, loss=f"{event.data['loss']:.4f}", refresh=False)
+        elif event.kind in FINAL_KINDS:
+            close("train")
+            clean[i] = event.data.get("test_accuracy")
+            if not args.quiet:
+                print(f"{title(i)}: {event.kind}, clean accuracy {_pct(clean[i])} %", file=sys.stderr)
+
+    def on_measure(i: int, fraction: float, message: str) -> None:
+        if "measure" not in bars:
+            bars["measure"] = tqdm(total=1.0, desc=f"{title(i)} measuring", file=sys.stderr, disable=args.quiet,
+                                   bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+        bars["measure"].n = round(fraction, 3)
+        bars["measure"].set_postfix_str(message)
+        if fraction >= 1.0:
+            close("measure")
+            if not args.quiet:
+                print(f"{title(i)}: measured, {message}", file=sys.stderr)
+
+    try:
+        results = run_sweep(specs, args.runs_dir, args.protocol, args.n, teacher_models=teachers,
+                            on_event=on_event, on_measure=on_measure, stop=stop, measure_stopped=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for key in list(bars):
+            close(key)
+    print(f"{'value':<10} {'seed':>4} {'clean %':>8} {'robust % (AutoAttack)':>23} {'apparent %':>11}  run")
+    for r in results:
+        robust, apparent = (None, None) if r.report is None else (r.report.robust_accuracy,
+                                                                  r.report.apparent_robust_accuracy)
+        reason = r.final.data.get("reason")
+        note = "" if r.status == "done" else f"  ({r.status}{': ' + reason if reason else ''})"
+        value = value_label("", r.spec.tags["value"])[1:]
+        print(f"{value:<10} {r.spec.tags['seed']:>4} {_pct(r.final.data.get('test_accuracy')):>8} {_pct(robust):>23} "
+              f"{_pct(apparent):>11}  {r.path}{note}")
+    measured = [r.report for r in results if r.report is not None]
+    if measured:
+        print(f"robust: {measured[0].label}; clean: the whole test split; apparent: PGD-CE (what a naive attack "
+              "reports)")
+    if len(results) < total:
+        print(f"{total - len(results)} of {total} run(s) not started")
+    if any(r.status == "stopped" and r.report is None for r in results):
+        print("a stopped run is not measured: `python -m distill_core eval RUN --robust` measures it")
+    return EXIT_FAILED if any(r.status in ("diverged", "error") for r in results) else EXIT_OK
 
 
 def cmd_runs(args) -> int:
@@ -470,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
         if args.command == "runs":
             return cmd_runs(args)
         if args.command == "eval":

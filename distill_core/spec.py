@@ -41,6 +41,8 @@ class TrainSpec:
     model_options: dict[str, Any] = field(default_factory=dict)
     name: str | None = None                                    # run folder name (default: generated)
     init: str | None = None                                    # run folder or zoo name whose weights start the model
+    tags: dict[str, Any] = field(default_factory=dict)         # JSON labels kept in config.json and summary.json
+                                                               # (a sweep's: sweep, knob, value, seed)
 
 
 def resolve_model(ref: str, runs_dir: str | os.PathLike | None = None) -> nn.Module:
@@ -70,7 +72,8 @@ def prepare_training(spec: TrainSpec, runs_dir: str | os.PathLike | None = None,
 
     ``teacher_models`` gives teachers directly (already loaded) instead of by reference;
     ``init_state`` starts the model from given weights (defensive distillation's shared init), by
-    default those of ``spec.init`` when it names a model.
+    default those of ``spec.init`` when it names a model. ``spec.tags`` (JSON values) are written
+    under ``"tags"`` in the run's config.json and summary.json (:mod:`lab.sweeps` groups runs by them).
     Raises ``ValueError`` for unknown names or bad settings before anything is written.
     """
     method_cls = get_method(spec.method)
@@ -99,6 +102,9 @@ def prepare_training(spec: TrainSpec, runs_dir: str | os.PathLike | None = None,
                   "method_config": method.config_dict(), "train": asdict(spec.train), "teachers": spec.teachers,
                   "fraction": spec.fraction, "dataset_options": spec.dataset_options,
                   "model_options": spec.model_options, "info": info.to_dict(),
-                  **({"init": spec.init} if spec.init is not None else {})}
+                  **({"init": spec.init} if spec.init is not None else {}),
+                  **({"tags": dict(spec.tags)} if spec.tags else {})}
         writer = create_run(runs_dir, config, spec.name)
+        if spec.tags:   # RunWriter.finish merges into the summary it keeps, so every later write holds the tags
+            writer.finish({"tags": dict(spec.tags)})
     return Trainer(method, (train_ds, test_ds), spec.train, stop=stop, run=writer, controls=controls), writer

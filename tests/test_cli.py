@@ -300,3 +300,97 @@ def test_the_shipped_reproductions_name_no_absolute_path(experiment):
     assert all(not arg.startswith("/") for arg in shlex.split(results["command"])), results["command"]
     for text in (json.dumps(results), (folder / "results.md").read_text()):
         assert str(ROOT) not in text and not ABSOLUTE.search(text)
+
+
+# ---------------------------------------------------------------- sweep: one knob, each run measured
+
+
+SWEEP = ["sweep", "--dataset", "moons", "--model", "mlp", "--epochs", "1", "--lr", "0.01",
+         "--protocol", "autoattack-fast", "--n", "50"]
+
+
+def test_sweep_trains_measures_and_prints_the_table(tmp_path):
+    runs = tmp_path / "runs"
+    res = cli(*SWEEP, "--method", "trades", "--knob", "beta", "--values", "6,0.5", "--set", "steps=3",
+              "--runs-dir", str(runs))
+    assert res.returncode == 0, res.stderr
+    header, *rows = res.stdout.splitlines()[:3]
+    assert header.split()[:4] == ["value", "seed", "clean", "%"] and "robust % (AutoAttack)" in header
+    assert [r.split()[:2] for r in rows] == [["6", "0"], ["0.5", "0"]]
+    assert len(list(runs.iterdir())) == 2
+    ids = set()
+    for row in rows:
+        value, _, clean, robust, apparent, path = row.split()
+        summary = json.loads((Path(path) / "summary.json").read_text())
+        rec = summary["robustness"]
+        assert summary["status"] == "done" and summary["tags"]["knob"] == "beta"
+        assert summary["tags"]["value"] == float(value) and summary["tags"]["seed"] == 0
+        assert clean == f"{100 * summary['test_accuracy']:.2f}"
+        assert robust == f"{100 * rec['robust_accuracy']:.2f}"
+        assert apparent == f"{100 * rec['apparent_robust_accuracy']:.2f}"
+        assert rec["protocol"] == "autoattack-fast" and rec["n"] == 50
+        ids.add(summary["tags"]["sweep"])
+    assert len(ids) == 1 and ids.pop().startswith("trades-beta-")
+    assert "AutoAttack fast" in res.stdout
+    assert "step" in res.stderr and "[2/2] beta=0.5 seed 0: measured" in res.stderr      # the progress
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--method", "trades", "--knob", "gamma", "--values", "1"], "has no knob 'gamma'"),
+    (["--method", "trades", "--knob", "steps", "--values", "2,0.5"], "expects int"),
+    (["--method", "trades", "--knob", "beta", "--values", "1,abc"], "expects float"),
+    (["--method", "trades", "--knob", "beta", "--values", ""], "at least one value"),
+    (["--method", "trades", "--knob", "beta", "--values", ","], "at least one value"),
+    (["--method", "trades", "--knob", "beta", "--values", "-1"], "must be >= 0"),
+    (["--method", "kd", "--knob", "a", "--values", "0.5,1.5", "--teacher", "teacher=x"], "must be <= 1"),
+    (["--method", "magic", "--knob", "T", "--values", "1"], "unknown method 'magic'"),
+    (["--method", "trades", "--values", "1"], "required: --knob"),
+    (["--method", "trades", "--knob", "beta", "--values", "1", "--protocol", "pgd-ce"], "invalid choice"),
+    (["--method", "trades", "--knob", "beta", "--values", "1", "--set", "beta=2"], "is the knob swept"),
+    (["--method", "trades", "--knob", "beta", "--values", "1", "--n", "0"], "n must be"),
+    (["--method", "trades", "--knob", "beta", "--values", "1", "--seeds", "a"], "seeds must be"),
+    (["--method", "trades", "--knob", "beta", "--values", "1", "--epochs", "0"], "epochs must be"),
+    (["--method", "kd", "--knob", "T", "--values", "1", "--teacher", "teacher=no/such"], "no run folder"),
+])
+def test_sweep_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
+    from distill_core.__main__ import main
+
+    runs = tmp_path / "runs"
+    assert main(["sweep", "--dataset", "moons", "--model", "mlp", *args, "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
+    assert not runs.exists()                                  # nothing written for a rejected sweep
+
+
+def test_sweep_ctrl_c_keeps_the_finished_run_saves_the_current_one_stopped_and_starts_no_more(tmp_path):
+    import signal
+    import threading
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    # The knob is the epochs: the second run would take hours, so Ctrl-C reaches it while it trains.
+    proc = subprocess.Popen([sys.executable, "-m", "distill_core", *SWEEP, "--method", "standard", "--knob", "epochs",
+                             "--values", "1,100000,2", "--runs-dir", str(runs)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(240, proc.kill)
+    watchdog.start()
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("[2/3]"):              # the second run's progress bar: it trains
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        watchdog.cancel()
+    err = "".join(seen) + err
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stopping: the current run is saved as stopped" in err
+    rows = out.splitlines()[1:3]
+    first, second = (json.loads((Path(r.split()[5]) / "summary.json").read_text()) for r in rows)
+    assert first["status"] == "done" and first["robustness"]["n"] == 50 and first["tags"]["value"] == 1
+    assert second["status"] == "stopped" and "robustness" not in second and second["tags"]["value"] == 100000
+    assert "(stopped: stopped by the user)" in rows[1]
+    assert len(list(runs.iterdir())) == 2 and "1 of 3 run(s) not started" in out
+    assert "eval RUN --robust" in out

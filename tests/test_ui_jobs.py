@@ -1,5 +1,6 @@
 """The app's jobs (ui/jobs.py + the worker process) without streamlit: done, stop, two at once, divergence,
-"@0" teachers, live controls, a killed worker, the server's job board, downsampled series."""
+"@0" teachers, live controls, a killed worker, the server's job board, downsampled series, and a sweep queued as
+one job whose runs are measured (AutoAttack) in the worker."""
 
 import os
 import time
@@ -232,3 +233,176 @@ def test_live_series_are_thinned_to_what_a_chart_draws(runs_dir, jobs):
     assert 25 <= len(thin["step"]) <= 51 and thin["step"][-1] == full["step"][-1] and thin["step"][0] == full["step"][0]
     assert set(thin) == set(full) and all(len(c) == len(thin["step"]) for c in thin.values())
     assert job_series([]) == {"steps": {"step": []}, "evals": {"epoch": [], "step": [], "test_accuracy": []}}
+
+
+# ---------------------------------------------------------------- a sweep queued as one job: train, then measure
+
+
+EVALUATE = {"protocol": "autoattack-fast", "n": 40}
+
+
+def _sweep(values, epochs: int = 1) -> list[TrainSpec]:
+    from distill_core.lab.sweeps import sweep_specs
+
+    return sweep_specs(_moons(epochs=epochs), "lr", values)
+
+
+def test_a_sweep_job_measures_each_run_and_reports_it(runs_dir, jobs):
+    job = TrainingJob(_sweep([0.01, 0.02]), runs_dir, evaluate=EVALUATE)
+    jobs.append(job.start())
+    seen = set()
+    end = time.time() + TIMEOUT
+    while not job.snapshot().finished and time.time() < end:
+        seen.add(job.snapshot().activity())
+        time.sleep(0.01)
+    assert job.join(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.status == "done", snap.message
+    assert "training run 1 of 2" in seen and snap.activity() == "" and not snap.measuring
+    assert len(snap.run_paths) == 2 and set(snap.measured) == {0, 1}
+    assert snap.measure is not None and (snap.measure.stage, snap.measure.fraction, snap.measure.done) == (1, 1.0, True)
+    for stage, path in enumerate(snap.run_paths):
+        summary = read_run(path).summary
+        assert summary["status"] == "done" and summary["robustness"] == snap.measured[stage]
+        assert summary["robustness"]["protocol"] == "autoattack-fast" and summary["robustness"]["n"] == 40
+        assert summary["tags"]["value"] == [0.01, 0.02][stage] and summary["pid"] != os.getpid()
+
+
+def test_stop_in_a_measured_sweep_ends_the_run_measures_it_and_starts_no_more(runs_dir, jobs):
+    job = TrainingJob(_sweep([0.01, 0.02], epochs=500), runs_dir, evaluate=EVALUATE)
+    jobs.append(job.start())
+    _wait_for_step(job)
+    job.request_stop()
+    assert job.join(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and set(snap.measured) == {0}
+    [path] = snap.run_paths
+    run = read_run(path)
+    assert run.status == "stopped" and run.summary["robustness"] == snap.measured[0]
+    assert len(list_runs(runs_dir)) == 1
+
+
+class _ListQueue:
+    """The worker's queue in this process: keeps every message; sets ``stop`` at stage 0's first measure message."""
+
+    def __init__(self, stop):
+        self.items, self.stop = [], stop
+
+    def put(self, item):
+        self.items.append(item)
+        if item[0] == "measure" and item[1] == 0:
+            self.stop.set()
+
+    def close(self):
+        pass
+
+    def join_thread(self):
+        pass
+
+
+def test_the_worker_finishes_a_measurement_after_stop_then_cancels_the_rest(runs_dir):
+    import threading
+
+    from ui.worker import SharedControls, work
+
+    stop = threading.Event()
+    q = _ListQueue(stop)
+    work(_sweep([0.01, 0.02, 0.03]), str(runs_dir), q, stop, SharedControls([]), {**EVALUATE, "seed": 0})
+    kinds = [(kind, stage) for kind, stage, _ in q.items if kind not in ("event", "measure")]
+    assert kinds == [("run", 0), ("measured", 0), ("cancelled", 1), ("end", 1)]
+    fractions = [payload[0] for kind, _, payload in q.items if kind == "measure"]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    [run] = list_runs(runs_dir)
+    assert run.status == "done" and run.summary["robustness"]["n"] == 40
+
+
+class _FakeProcess:
+    sentinel, exitcode = None, 0
+
+    def join(self, timeout=None):
+        pass
+
+    def is_alive(self):
+        return False
+
+
+def _read_script(job, messages):
+    """Run the job's reader over ``messages`` (the last one "end"); returns the job's snapshot after each."""
+    snaps, it = [], iter(messages)
+
+    class Q:
+        started = False
+
+        def get(self, timeout=None):
+            if Q.started:
+                snaps.append(job.snapshot())            # the state the previous message left
+            Q.started = True
+            return next(it)
+
+        def empty(self):
+            return False
+
+    job._process = _FakeProcess()
+    job._read(Q())
+    snaps.append(job.snapshot())
+    return snaps
+
+
+def _event(kind, **data):
+    from distill_core.train import Event
+
+    return Event(kind, 0, 0, dict(data))
+
+
+def test_the_job_stays_at_work_while_it_measures_and_says_what_it_does(runs_dir):
+    from ui.jobs import MeasureProgress
+
+    record = {"protocol": "autoattack-fast", "robust_accuracy": 0.5}
+    messages = [("run", 0, str(runs_dir / "a")), ("event", 0, _event("start")), ("event", 0, _event("done")),
+                ("measure", 0, (0.5, "APGD-CE: robust accuracy 50.0%")), ("measured", 0, record),
+                ("run", 1, str(runs_dir / "b")), ("event", 1, _event("stopped", reason="stopped by the user")),
+                ("measure", 1, (0.0, "loading the model")), ("measured", 1, record), ("end", 1, None)]
+    job = TrainingJob(_sweep([0.01, 0.02]), runs_dir, evaluate=EVALUATE)
+    after = dict(zip([f"{k}{s}" if k != "event" else f"{p.kind}{s}" for k, s, p in messages],
+                     _read_script(job, messages)))
+    assert after["start0"].activity() == "training run 1 of 2"
+    assert after["done0"].status == "running" and not after["done0"].finished           # measured next
+    m = after["measure0"]
+    assert m.measuring and m.activity() == "measuring run 1 of 2" and m.measure.fraction == 0.5
+    assert after["measured0"].measured == {0: record} and not after["measured0"].measuring
+    assert after["measured0"].measure == MeasureProgress(0, 1.0, "measured", done=True)
+    assert after["run1"].activity() == "training run 2 of 2"
+    assert after["stopped1"].status == "running" and after["measure1"].activity() == "measuring run 2 of 2"
+    assert after["end1"].status == "stopped" and after["end1"].finished and "stopped" in after["end1"].message
+    assert after["end1"].measured == {0: record, 1: record}
+    # Without evaluate the last stage's ending is the job's at once; an earlier "done" is not (the next stage
+    # follows), so a page polling between two stages never sees the job finished. Stop between stages cancels.
+    single = TrainingJob(_sweep([0.01]), runs_dir)
+    assert _read_script(single, [*messages[:3], ("end", 0, None)])[2].status == "done"
+    two = _read_script(TrainingJob(_sweep([0.01, 0.02]), runs_dir),
+                       [*messages[:3], messages[5], ("event", 1, _event("done")), ("end", 1, None)])
+    assert [s.status for s in two] == ["running", "running", "running", "running", "done", "done"]
+    cancelled = TrainingJob(_sweep([0.01, 0.02, 0.03]), runs_dir, evaluate=EVALUATE)
+    last = _read_script(cancelled, [*messages[:5], ("cancelled", 1, None), ("end", 1, None)])[-1]
+    assert last.status == "stopped" and last.message == "stopped by the user; 2 run(s) not started"
+
+
+@pytest.mark.parametrize("evaluate, words", [({"protocol": "pgd-20"}, "unknown protocol"), ({"n": 0}, "n must be")])
+def test_a_job_refuses_bad_evaluate_settings(runs_dir, evaluate, words):
+    with pytest.raises(ValueError, match=words):
+        TrainingJob([_moons()], runs_dir, evaluate=evaluate)
+    defaults = {"protocol": "autoattack-fast", "n": 500, "seed": 0}
+    assert TrainingJob([_moons()], runs_dir, evaluate={}).evaluate == defaults
+
+
+def test_a_failed_measurement_is_the_stage_error_and_names_the_run(runs_dir):
+    import threading
+
+    from ui.worker import SharedControls, work
+
+    q = _ListQueue(threading.Event())
+    work(_sweep([0.01, 0.02]), str(runs_dir), q, threading.Event(), SharedControls([]), {"protocol": "nope", "n": 5})
+    errors = [p for kind, _, p in q.items if kind == "event" and p.kind == "error"]
+    [run] = list_runs(runs_dir)                                  # trained, then the measurement failed: no second
+    assert len(errors) == 1 and f"measuring the robustness of run {run.name} failed" in errors[0].data["reason"]
+    assert "unknown protocol 'nope'" in errors[0].data["reason"] and q.items[-1][0] == "end"

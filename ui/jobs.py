@@ -9,6 +9,12 @@ live series for the charts, and notices a worker that died. Stop sets an event t
 between steps, so the run ends as ``stopped`` with its checkpoint saved; live values (MTARD's
 takeovers) go through :class:`~ui.worker.SharedControls`.
 
+With ``evaluate={"protocol": "autoattack-fast", "n": 500}`` the worker also measures each stage
+that ends done or stopped (AutoAttack, the record written into the run's summary.json) before
+the next starts: a sweep of independent runs (``distill_core.lab.sweeps.sweep_specs``) queued as
+one job, whose snapshot says ``activity()`` "training run 2 of 5" / "measuring run 2 of 5", with
+the measurement's progress in ``measure`` and each stage's record in ``measured``.
+
 Jobs are kept in :data:`JOBS`, one board per server process: every browser tab, a reloaded one
 included, sees the running jobs with their progress and Stop::
 
@@ -34,6 +40,7 @@ from typing import Any
 
 from distill_core import reproduce
 from distill_core.methods import get_method
+from distill_core.robustness import PROTOCOLS
 from distill_core.runs import new_run_name
 from distill_core.spec import TrainSpec
 from distill_core.train import FINAL_KINDS, Event
@@ -41,6 +48,16 @@ from ui.worker import SPAWN, SharedControls, work
 
 ACTIVE = ("starting", "running")     # a job in one of these states has not finished
 SERIES_SKIP = ("progress", "eta_s", "stage")
+
+
+@dataclass(frozen=True)
+class MeasureProgress:
+    """Where a stage's robustness measurement is (jobs started with ``evaluate``)."""
+
+    stage: int                  # the stage being measured
+    fraction: float             # in [0, 1]
+    message: str                # e.g. "APGD-CE: robust accuracy 41.0%"
+    done: bool = False          # the record is written (``JobSnapshot.measured[stage]``)
 
 
 @dataclass
@@ -56,10 +73,25 @@ class JobSnapshot:
     label: str = ""
     started: float = 0.0        # time.time() at start()
     ended: float | None = None  # time.time() when the worker finished
+    measure: MeasureProgress | None = None                      # the latest measurement's progress (evaluate)
+    measured: dict[int, dict] = field(default_factory=dict)     # stage -> its AutoAttack record (evaluate)
 
     @property
     def finished(self) -> bool:
         return self.status not in ACTIVE
+
+    @property
+    def measuring(self) -> bool:
+        """True while the worker measures the current stage's run (after its training ended)."""
+        m = self.measure
+        return not self.finished and m is not None and m.stage == self.stage and not m.done
+
+    def activity(self) -> str:
+        """What the job does now, for a progress line: "training run 2 of 5" or "measuring run 2 of 5";
+        "" once finished."""
+        if self.finished:
+            return ""
+        return f"{'measuring' if self.measuring else 'training'} run {self.stage + 1} of {self.stages}"
 
     def last(self, kind: str) -> Event | None:
         for e in reversed(self.events):
@@ -142,12 +174,16 @@ class TrainingJob:
     """One training job (one or several stages) in a worker process.
 
     ``origin`` is the URL path of the page that started it (``ui.navigation``; the Train page lists every job).
+    ``evaluate`` (``{"protocol": a robustness protocol, "n": samples >= 1, "seed": int}``, each key
+    optional: "autoattack-fast", 500, 0) has the worker measure each stage that ends done or stopped;
+    ``ValueError`` for an unknown protocol or a bad ``n``.
     """
 
     specs: list[TrainSpec]
     runs_dir: Path
     label: str = ""
     origin: str = ""
+    evaluate: dict | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     started: float = field(default_factory=time.time)
     controls: SharedControls = field(init=False)
@@ -160,12 +196,22 @@ class TrainingJob:
     _run_paths: list[Path] = field(default_factory=list)
     _message: str = ""
     _ended: float | None = None
+    _measure: MeasureProgress | None = None
+    _measured: dict[int, dict] = field(default_factory=dict)
+    _pending: str | None = None                        # a stage's ending, held while the worker goes on
     _process: object = None
     _reader: threading.Thread | None = None
 
     def __post_init__(self):
         if not self.specs:
             raise ValueError("a training job needs at least one TrainSpec")
+        if self.evaluate is not None:
+            ev = {"protocol": "autoattack-fast", "n": 500, "seed": 0, **self.evaluate}
+            if ev["protocol"] not in PROTOCOLS:
+                raise ValueError(f"unknown protocol {ev['protocol']!r}; choose from: {', '.join(PROTOCOLS)}")
+            if isinstance(ev["n"], bool) or not isinstance(ev["n"], int) or ev["n"] < 1:
+                raise ValueError(f"evaluate's n must be an integer >= 1, got {ev['n']!r}")
+            self.evaluate = ev
         self.runs_dir = Path(self.runs_dir)
         # Name the run folders now, so a page can tell this job's folders from others' before they exist.
         self.specs = [s if s.name else replace(s, name=new_run_name({"method": s.method, "dataset": s.dataset,
@@ -193,7 +239,7 @@ class TrainingJob:
             self.started = time.time()
             q = SPAWN.Queue()
             self._process = SPAWN.Process(target=work, args=(self.specs, str(self.runs_dir), q, self.stop,
-                                                             self.controls),
+                                                             self.controls, self.evaluate),
                                           name=f"train-{self.id}", daemon=True)
             self._reader = threading.Thread(target=self._read, args=(q,), name=f"train-{self.id}-events", daemon=True)
         try:
@@ -240,7 +286,8 @@ class TrainingJob:
     def snapshot(self) -> JobSnapshot:
         with self._lock:
             return JobSnapshot(self._status, self._stage, len(self.specs), list(self._events),
-                               list(self._run_paths), self._message, self.label, self.started, self._ended)
+                               list(self._run_paths), self._message, self.label, self.started, self._ended,
+                               self._measure, dict(self._measured))
 
     def series(self, stage: int | None = None, max_points: int | None = 400) -> dict[str, dict[str, list]]:
         """The live charts' columns of ``stage`` (default: the current one), at most ``max_points`` steps.
@@ -267,7 +314,13 @@ class TrainingJob:
                 self._events.append(event)
             if event.kind in FINAL_KINDS:
                 self._message = event.data.get("reason", "")
-                self._status = event.kind
+                # The job is still at work when the worker measures this run next, or goes on to the next
+                # stage: the ending is held until the worker's "end" (a worker that dies first: interrupted).
+                measured_next = self.evaluate is not None and event.kind in ("done", "stopped")
+                if measured_next or (event.kind == "done" and stage < len(self.specs) - 1):
+                    self._pending = event.kind
+                else:
+                    self._status = event.kind
 
     def _read(self, q) -> None:
         """Collect the worker's messages until its "end"; a worker that dies first ends the job as interrupted."""
@@ -291,8 +344,24 @@ class TrainingJob:
                         self._run_paths.append(Path(payload))
                 elif kind == "event":
                     self._append(stage, payload)
+                elif kind in ("measure", "measured"):
+                    with self._lock:
+                        if kind == "measure":
+                            self._measure = MeasureProgress(stage, min(max(float(payload[0]), 0.0), 1.0),
+                                                            str(payload[1]))
+                        else:
+                            self._measured[stage] = payload
+                            self._measure = MeasureProgress(stage, 1.0, "measured", done=True)
+                elif kind == "cancelled":
+                    with self._lock:
+                        left = len(self.specs) - stage
+                        self._status, self._pending = "stopped", None
+                        self._message = f"stopped by the user; {left} run(s) not started"
                 else:
                     ended = True
+                    with self._lock:
+                        if self._status in ACTIVE and self._pending is not None:
+                            self._status = self._pending
         except Exception:  # noqa: BLE001 - a broken message must not leave the job "running" forever
             with self._lock:
                 self._message = traceback.format_exc(limit=2)

@@ -7,6 +7,10 @@ worker that dies (killed, out of memory) takes nothing else with it. It imports 
 
     ("run", stage, run_folder)        a stage's run folder exists (before its first event)
     ("event", stage, Event)           every Trainer event, numbers as plain floats
+    ("measure", stage, (f, message))  with ``evaluate``: the stage's robustness measurement, f in [0, 1]
+    ("measured", stage, record)       with ``evaluate``: its AutoAttack record (``RobustnessReport.to_dict()``),
+                                      now also in the run's summary.json
+    ("cancelled", stage, None)        Stop came between stages: stage ``stage`` and the later ones never start
     ("end", stage, None)              the worker is done (after the last stage or the first failure)
 
 Live values (MTARD's takeovers) come in through :class:`SharedControls`, read by the method at
@@ -88,8 +92,35 @@ def resolve_stage_refs(spec, run_paths: list[Path]):
                    init=path("init", spec.init))
 
 
-def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls) -> None:
-    """The worker's body (in the spawned process): train each stage in turn, stop at the first that is not done."""
+def _measure(stage: int, path: Path, evaluate: dict, queue, device) -> None:
+    """Measure a finished stage's run (``lab.tradeoff.evaluate_run_robustness``), reporting its progress on ``queue``.
+
+    ``evaluate``: ``protocol`` (default "autoattack-fast"), ``n`` (default 500), ``seed`` (default 0).
+    A failure is raised as ``RuntimeError`` naming the run (the worker reports it as the stage's error).
+    """
+    from distill_core.lab.tradeoff import evaluate_run_robustness
+
+    queue.put(("measure", stage, (0.0, "loading the model")))
+
+    def progress(fraction: float, message: str) -> None:
+        queue.put(("measure", stage, (float(fraction), str(message))))
+
+    try:
+        report = evaluate_run_robustness(path, evaluate.get("protocol", "autoattack-fast"), int(evaluate.get("n", 500)),
+                                         int(evaluate.get("seed", 0)), progress, device)
+    except Exception as e:  # noqa: BLE001 - named and passed on as the stage's error
+        raise RuntimeError(f"measuring the robustness of run {Path(path).name} failed: {type(e).__name__}: {e}") \
+            from e
+    queue.put(("measured", stage, _plain(report.to_dict())))
+
+
+def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls, evaluate: dict | None = None) -> None:
+    """The worker's body (in the spawned process): train each stage in turn, stop at the first that is not done.
+
+    With ``evaluate`` (``{"protocol": ..., "n": ..., "seed": ...}``), a stage that ends ``done`` or
+    ``stopped`` is measured right after (AutoAttack, :func:`_measure`) before the next one starts;
+    a measurement finishes even after Stop. Stop between stages starts no further stage.
+    """
     from distill_core.spec import prepare_training
     from distill_core.train import Event, run_to_end
 
@@ -97,6 +128,9 @@ def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls) -> N
     i = 0
     try:
         for i, spec in enumerate(specs):
+            if i > 0 and stop.is_set():
+                queue.put(("cancelled", i, None))
+                break
             trainer, writer = prepare_training(resolve_stage_refs(spec, run_paths), runs_dir, stop=stop,
                                                controls=controls)
             run_paths.append(writer.path)
@@ -105,7 +139,10 @@ def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls) -> N
             def report(event: Event, stage: int = i) -> None:
                 queue.put(("event", stage, replace(event, data=_plain(event.data))))
 
-            if run_to_end(trainer, report).kind != "done":
+            kind = run_to_end(trainer, report).kind
+            if evaluate is not None and kind in ("done", "stopped"):
+                _measure(i, writer.path, evaluate, queue, trainer.device)
+            if kind != "done":
                 break
     except Exception as e:  # noqa: BLE001 - any failure is reported to the page, never lost
         queue.put(("event", i, Event("error", 0, 0, {"reason": f"{type(e).__name__}: {e}",

@@ -27,6 +27,15 @@ def _train_T(config: Mapping) -> float | None:
     return None if t is None else float(t)
 
 
+TAG_COLUMNS = ("sweep", "knob", "value", "seed")   # a sweep's run tags (spec.TrainSpec.tags), as row columns
+
+
+def _tag_columns(tags: Mapping | None) -> dict[str, Any]:
+    """The sweep columns of a run's (or zoo entry's) ``tags`` (all None outside a sweep)."""
+    tags = tags if isinstance(tags, Mapping) and tags.get("sweep") else {}
+    return {k: tags.get(k) for k in TAG_COLUMNS}
+
+
 def _robust_columns(holder: Mapping) -> dict[str, Any]:
     """The trade-off columns of a robustness record (all None when not evaluated)."""
     rec = read_record(holder)
@@ -48,7 +57,9 @@ def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str,
     ``gap_shown`` (apparent above true by more than 10 points), ``robust_attack`` (the record's
     label), ``protocol``, ``learned`` (False for a model within 5 points of chance, whatever its
     summary says), ``status``, ``path``, and ``label``: a short name for a chart (the zoo name
-    without its dataset; for a run its method, temperature and start time, e.g. ``kd 13:35``).
+    without its dataset; for a run its method, temperature and start time, e.g. ``kd 13:35``), and
+    the sweep tags :data:`TAG_COLUMNS` (``sweep`` id, ``knob``, ``value``, ``seed``; None outside a
+    sweep: :mod:`.sweeps` groups the rows into curves by them).
     """
     rows = []
     for m in zoo:
@@ -56,7 +67,8 @@ def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str,
         rows.append({"name": m["name"], "source": "zoo", "dataset": m.get("dataset"), "method": m.get("method"),
                      "model": m.get("model"), "T": _train_T(m), "clean": metrics.get("test_accuracy"),
                      **_robust_columns(m), "learned": _learned(metrics.get("test_accuracy"), m.get("info")),
-                     "status": "done", "path": "", "label": m["name"].split("/", 1)[-1]})
+                     "status": "done", "path": "", "label": m["name"].split("/", 1)[-1],
+                     **_tag_columns(m.get("tags"))})
     for r in runs:
         if r.broken or r.status not in ("done", "stopped"):
             continue
@@ -65,7 +77,8 @@ def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str,
                      "method": r.config.get("method"), "model": r.config.get("model"), "T": _train_T(r.config),
                      "clean": clean, **_robust_columns(r.summary),
                      "learned": r.summary.get("learned", True) is not False and _learned(clean, r.config.get("info")),
-                     "status": r.status, "path": str(r.path), "label": run_label(r.name, r.config)})
+                     "status": r.status, "path": str(r.path), "label": run_label(r.name, r.config),
+                     **_tag_columns(r.summary.get("tags") or r.config.get("tags"))})
     return rows
 
 
