@@ -43,7 +43,10 @@ def keep_settings() -> None:
     would reset it to the default, and Start would then train something else). Writing the value
     back through the Session State API marks it as the user's, which survives the page switch;
     the widget shows it when its page is drawn again. Buttons, uploads and other triggers are
-    skipped. Relies on Streamlit's widget metadata; if that is not available, nothing is kept.
+    skipped. A copy of each value is kept too, because a fragment's timed rerun (a live job's
+    progress) makes Streamlit drop the page's other widget values; a value dropped that way is put
+    back before the page is drawn. Relies on Streamlit's widget metadata; if that is not
+    available, nothing is kept.
     """
     try:
         from streamlit.runtime.state import get_session_state
@@ -54,14 +57,24 @@ def keep_settings() -> None:
     except (AttributeError, ImportError):   # another Streamlit version: settings reset as Streamlit does
         return
     ss = st.session_state
+    kinds = ss.setdefault("_widget_kinds", {})   # key -> value type, remembered from the runs that listed it
+    kept = ss.setdefault("_kept_settings", {})   # key -> the user's last value
+    for key, value in kept.items():
+        if key not in ss:                        # dropped while its page was away (a fragment's rerun drops the
+            try:                                 # widgets outside it too): put it back before the page is drawn
+                ss[key] = value
+            except Exception:  # noqa: BLE001 - a widget that refuses it keeps Streamlit's own behaviour
+                pass
     for key in list(ss.keys()):
         if not isinstance(key, str) or key.startswith("_"):
             continue
         meta = widgets.get(id_of(key) or "")
-        if meta is None or meta.value_type in _NOT_SETTINGS:
+        if meta is not None:
+            kinds[key] = meta.value_type
+        if kinds.get(key) in (None, *_NOT_SETTINGS):
             continue                        # not a widget (plain state survives anyway), or a trigger
         try:
-            ss[key] = ss[key]
+            ss[key] = kept[key] = ss[key]
         except Exception:  # noqa: BLE001 - a widget that refuses it keeps Streamlit's own behaviour
             continue
 
@@ -130,6 +143,17 @@ def model_for(cache_key: tuple[str, str, float]) -> tuple[nn.Module, DatasetInfo
     return get_model(ModelRef(label=key, source=source, key=key, dataset="", method="", arch=""))
 
 
+def run_label(name: str, config: dict) -> str:
+    """A run's label in model lists: ``run: <folder name>``; a ``standard`` run trained at T != 1 (a
+    defensive-distillation teacher) says so, as its folder name says "standard"."""
+    try:
+        T = float((config.get("method_config") or {}).get("T", 1.0))
+    except (TypeError, ValueError, AttributeError):
+        T = 1.0
+    hot = config.get("method") == "standard" and T != 1
+    return f"run: {name}" + (f" (teacher trained at T = {T:g})" if hot else "")
+
+
 def available_models(dataset_name: str | None = None) -> list[ModelRef]:
     """Zoo models, then finished runs, optionally for one dataset."""
     refs = [ModelRef(f"zoo: {m['name'].split('/', 1)[-1]}", "zoo", m["name"], m["dataset"], m["method"], m["model"])
@@ -137,7 +161,7 @@ def available_models(dataset_name: str | None = None) -> list[ModelRef]:
     for r in list_runs(runs_dir()):
         if r.broken or r.status not in ("done", "stopped") or not (r.path / "model.pt").exists():
             continue
-        refs.append(ModelRef(f"run: {r.name}", "run", str(r.path), r.config.get("dataset", ""),
+        refs.append(ModelRef(run_label(r.name, r.config), "run", str(r.path), r.config.get("dataset", ""),
                              r.config.get("method", ""), r.config.get("model", "")))
     return [r for r in refs if dataset_name is None or r.dataset == dataset_name]
 
