@@ -12,7 +12,7 @@ from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from tests._apptest import ROOT, require_zoo
-from ui.jobs import TASKS
+from ui.jobs import JOBS, TASKS
 
 PAGE = str(ROOT / "pages" / "tradeoff_page.py")
 require_zoo("moons/teacher", "mnist-5k/standard", "mnist-5k/defensive-T100")
@@ -102,8 +102,68 @@ def test_unevaluated_run_is_listed_then_evaluated(runs):
 
 
 def test_missing_zoo_is_a_message_not_an_exception(tmp_path, monkeypatch):
+    import distill_core.lab.sweeps as sweeps
+
     monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    monkeypatch.setattr(sweeps, "SHIPPED_SWEEPS", tmp_path / "no-sweeps")
     monkeypatch.setenv("DISTILL_RUNS", str(tmp_path / "runs"))
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
     assert any("No model yet" in i.value for i in at.info)
+
+
+def _sweep_on_moons(runs_dir: Path) -> list:
+    from distill_core.lab.sweeps import run_sweep, sweep_specs
+
+    base = TrainSpec(dataset="moons", model="mlp", method="standard",
+                     train=TrainConfig(epochs=1, max_steps=20, device="cpu"))
+    return run_sweep(sweep_specs(base, "T", "1,20"), runs_dir, protocol="autoattack-fast", n=50)
+
+
+def test_a_sweep_is_drawn_as_one_curve_in_knob_order_and_the_apparent_toggle_redraws_it(runs):
+    _sweep_on_moons(runs)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["dataset"] = "moons"
+    at.run()
+    assert not at.exception, at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    [curve] = [t for t in spec["data"] if t.get("name") == "standard: T sweep"]
+    assert curve["text"] == ["T=1", "T=20"]
+    assert not any("T=" in text for t in spec["data"] if t.get("mode") == "markers+text" for text in t["text"])
+    at.toggle(key="to_apparent").set_value(True).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["yaxis"]["title"]["text"].startswith("apparent")
+    table = _table(at)
+    assert len(table[table["name"].str.contains("standard-moons")]) == 2      # the sweep's runs stay in the table
+
+
+def test_a_sweep_started_on_the_page_trains_and_measures_in_the_background(runs):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["dataset"] = "moons"
+    at.run()
+    at.selectbox(key="to_sw_dataset").set_value("moons").run()
+    at.selectbox(key="to_sw_method").set_value("standard").run()
+    at.selectbox(key="to_sw_knob_standard").set_value("T").run()
+    at.text_input(key="to_sw_values_standard_T").set_value("1,5").run()
+    at.number_input(key="to_sw_epochs").set_value(1).run()
+    at.button(key="to_sw_start").click().run()
+    assert not at.exception, at.exception
+    job = JOBS.get(at.session_state["to_sweep_job"])
+    assert job is not None and len(job.specs) == 2 and job.evaluate["protocol"] == "autoattack-fast"
+    assert job.join(240), job.snapshot().message
+    assert job.snapshot().status == "done" and sorted(job.snapshot().measured) == [0, 1]
+    at.run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    [curve] = [t for t in spec["data"] if t.get("name") == "standard: T sweep"]
+    assert curve["text"] == ["T=1", "T=5"]
+
+
+def test_bad_sweep_values_are_a_message(runs):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.selectbox(key="to_sw_method").set_value("trades").run()
+    at.text_input(key="to_sw_values_trades_beta").set_value("-1,x").run()
+    at.button(key="to_sw_start").click().run()
+    assert not at.exception, at.exception
+    assert any(e.value.startswith("Cannot start:") for e in at.error)
+    assert "to_sweep_job" not in at.session_state or at.session_state["to_sweep_job"] is None

@@ -38,6 +38,8 @@ from ..spec import TrainSpec, prepare_training, resolve_model
 from ..train import Event, StopToken, run_to_end
 from .tradeoff import evaluate_run_robustness, tradeoff_rows
 
+SHIPPED_SWEEPS = Path(__file__).resolve().parents[2] / "assets" / "sweeps"   # built by scripts/build_sweeps.py
+
 # Trainer settings a sweep may vary, described like a method setting (kind, default, declared range).
 TRAIN_KNOBS: dict[str, ConfigField] = {
     "lr": ConfigField("lr", "float", 1e-3, False, 0, None, True, "learning rate (trainer setting)"),

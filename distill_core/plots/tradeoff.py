@@ -60,6 +60,10 @@ def label_positions(x: Sequence[float], y: Sequence[float], texts: Sequence[str]
     return out
 
 
+def _knob_label(knob: str, value) -> str:
+    return f"{knob}={value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{knob}={value}"
+
+
 def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, curves: Sequence[dict] = (),
                     apparent: bool = False) -> go.Figure:
     """Scatter of ``rows`` (dicts with name, method, clean, robust) coloured by method, Pareto front drawn.
@@ -118,14 +122,16 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
             hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
     drawn = list(rows)
     for c in curves:
-        pts = sorted((p for p in c["points"] if p.get("clean") is not None and p.get(key) is not None),
-                     key=lambda p: p["value"])
+        pts = [p for p in c["points"] if p.get("clean") is not None and p.get(key) is not None]
+        if all(isinstance(p.get("value"), (int, float)) for p in pts):
+            pts.sort(key=lambda p: p["value"])                  # knob order
         if not pts:
             continue
         drawn += [{"clean": p["clean"], "robust": p[key]} for p in pts]
         fig.add_trace(go.Scatter(
             x=[100 * p["clean"] for p in pts], y=[100 * p[key] for p in pts], mode="lines+markers+text",
-            name=f"{c['method']}: {c['knob']} sweep", text=[f"{c['knob']}={p['value']:g}" for p in pts],
+            name=f"{c['method']}: {c['knob']} sweep", text=[p.get("label") or _knob_label(c["knob"], p["value"])
+                                                            for p in pts],
             textposition="bottom right", textfont=dict(size=9, color=method_color(c["method"])),
             line=dict(color=method_color(c["method"]), width=2), marker=dict(size=7, symbol="square"),
             hovertemplate=f"{c['method']}, {c['knob']}=" + "%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %"
