@@ -30,6 +30,10 @@ SWEEPS = {
                     "--epochs", "5"],
     "pgd_at-eps": ["--method", "pgd_at", "--knob", "eps", "--values", "0.1,0.2,0.3", "--model", "small-cnn",
                    "--epochs", "5"],
+    # MTARD's balance weight with NLB off (the weight stays where it is set), the zoo's teachers.
+    "mtard-w_adv": ["--method", "mtard", "--knob", "w_adv", "--values", "0.2,0.5,0.8", "--set", "nlb=false",
+                    "--teacher", "clean_teacher=mnist-5k/standard", "--teacher", "robust_teacher=mnist-5k/trades",
+                    "--model", "small-cnn", "--epochs", "5"],
 }
 
 

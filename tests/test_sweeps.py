@@ -211,3 +211,13 @@ def test_tags_reach_config_and_summary_and_zoo_rows_have_empty_sweep_columns(run
     zoo = [{"name": "moons/x", "dataset": "moons", "method": "standard", "metrics": {"test_accuracy": 0.9}}]
     [z] = tradeoff_rows(zoo, [])
     assert (z["sweep"], z["knob"], z["value"], z["seed"]) == (None, None, None, None)
+
+
+def test_sweeping_one_of_mtards_weights_sets_the_other_to_one_minus_it():
+    base = TrainSpec(dataset="moons", model="mlp", method="mtard",
+                     teachers={"clean_teacher": "moons/teacher", "robust_teacher": "moons/teacher"},
+                     method_config={"nlb": False})
+    specs = sweep_specs(base, "w_adv", "0.2,0.8")
+    pairs = [(s.method_config["w_adv"], s.method_config["w_nat"]) for s in specs]
+    assert pairs == [(0.2, 0.8), (0.8, pytest.approx(0.2))]
+    assert all(s.method_config["nlb"] is False for s in specs)

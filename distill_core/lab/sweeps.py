@@ -46,6 +46,9 @@ TRAIN_KNOBS: dict[str, ConfigField] = {
     "weight_decay": ConfigField("weight_decay", "float", 0.0, False, 0, None, False, "weight decay (trainer setting)"),
     "epochs": ConfigField("epochs", "int", 3, False, 1, None, False, "epochs (trainer setting)"),
 }
+# Settings that move together: sweeping one of MTARD's two balance weights sets the other to 1 minus it, as
+# its NLB keeps them (and as the Multi-teacher page does), so the loss keeps its scale.
+COUPLED: dict[tuple[str, str], str] = {("mtard", "w_adv"): "w_nat", ("mtard", "w_nat"): "w_adv"}
 # The protocols a sweep measures with: robust accuracy is AutoAttack's (pgd-ce is apparent robustness only).
 SWEEP_PROTOCOLS = ("autoattack", "autoattack-fast")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -173,7 +176,8 @@ def sweep_specs(base: TrainSpec, knob: str, values: str | Iterable[Any], seeds: 
 
     ``base`` gives the dataset, model, method, method config, TrainConfig and teachers shared by
     every run; the knob's value replaces its setting (in ``method_config``, or the TrainConfig field
-    for a trainer knob) and each seed ``train.seed``. ``values`` / ``seeds``: lists or
+    for a trainer knob) and each seed ``train.seed``; a knob in :data:`COUPLED` also sets its partner
+    (MTARD's ``w_adv`` sets ``w_nat = 1 - w_adv``). ``values`` / ``seeds``: lists or
     comma-separated text; ``seeds`` defaults to ``[base.train.seed]``. ``sweep_id`` defaults to
     :func:`new_sweep_id`. Each spec's ``tags`` are ``base.tags`` plus ``{"sweep": id, "knob": knob,
     "value": v, "seed": s}``; its ``name`` is None (a fresh run folder each).
@@ -205,6 +209,9 @@ def sweep_specs(base: TrainSpec, knob: str, values: str | Iterable[Any], seeds: 
         train = base.train
         if where == "method":
             method_config[knob] = value
+            partner = COUPLED.get((base.method, knob))
+            if partner is not None and isinstance(value, numbers.Real):
+                method_config[partner] = 1.0 - float(value)        # MTARD's two weights sum to 1
         else:
             train = replace(train, **{knob: value})                 # TrainConfig checks it (ValueError)
         make_config(base.method, method_config)                     # ValueError for a bad base setting
