@@ -7,9 +7,11 @@ from pathlib import Path
 import streamlit as st
 
 from distill_core.data import list_datasets
+from distill_core.lab.sweeps import SHIPPED_SWEEPS, sweep_curves
 from distill_core.lab.tradeoff import evaluate_run_robustness, percent_table, tradeoff_rows
 from distill_core.methods import get_method
 from distill_core.models import list_models
+from distill_core.plots.tradeoff import tradeoff_figure
 from distill_core.plots.training import comparison_figure, series_figure, switch_points
 from distill_core.robustness import read_record
 from distill_core.runs import RunError, list_runs, read_run
@@ -288,6 +290,20 @@ else:
                   "paper (ResNet-18, CIFAR-10) MTARD reaches 87.36 % clean vs RSLAD's 83.99 %, but 50.73 % vs "
                   "53.94 % under PGD-20: it buys clean accuracy and W-Robust, not white-box robustness.")
     c_fig.plotly_chart(comparison_figure(rows), key="mt_compare_chart", width="stretch")
+
+shipped = [c for c in sweep_curves(tradeoff_rows([], list_runs(SHIPPED_SWEEPS)))
+           if c["dataset"] == ds and c["method"] in ("trades", "mtard")]
+if shipped:
+    st.markdown("**Where your tuning landed**: your MTARD runs (diamonds) on the shipped curves of TRADES (its beta) "
+                "and MTARD (its balance weight w_adv, NLB off), all measured with AutoAttack fast on the same data.")
+    landed = [{**r, "label": f"you: {r['label']}"} for r in own[:5]]
+    st.plotly_chart(tradeoff_figure(landed, f"Your MTARD runs on the shipped curves ({ds})", height=420,
+                                    curves=[{**c, "points": c["mean"]} for c in shipped]), key="mt_landed_chart")
+    if not landed:
+        st.caption("Finish a run above and it appears on these curves.")
+else:
+    st.caption(f"No shipped TRADES / MTARD sweeps for {ds} (`python scripts/build_sweeps.py` builds those of "
+               "mnist-5k): the curves your run would be placed on are missing.")
 
 # ------------------------------------------------------------------ the two rules
 

@@ -164,3 +164,27 @@ def test_finished_run_is_measured_and_joins_the_comparison(app):
     assert len(mine) == 1 and mine["method"].iloc[0] == "mtard"
     assert mine["robust, AutoAttack (%)"].iloc[0] == pytest.approx(100 * robustness["robust_accuracy"], abs=0.05)
     assert "AutoAttack fast" in mine["measured with"].iloc[0]
+
+
+@needs_zoo
+def test_a_finished_run_lands_on_the_shipped_trades_and_mtard_curves(app, tmp_path, monkeypatch):
+    import distill_core.lab.sweeps as sweeps
+    from distill_core.lab.sweeps import run_sweep, sweep_specs
+    from distill_core.spec import TrainSpec
+    from distill_core.train import TrainConfig
+
+    shipped = tmp_path / "shipped"
+    base = TrainSpec(dataset="moons", model="mlp", method="trades", train=TrainConfig(epochs=1, max_steps=5),
+                     method_config={"steps": 2})
+    run_sweep(sweep_specs(base, "beta", "1,6"), shipped, protocol="autoattack-fast", n=50)
+    monkeypatch.setattr(sweeps, "SHIPPED_SWEEPS", shipped)
+    job = _start_on_moons(app)
+    app.button(key="mt_stop").click().run()
+    assert job.join(TIMEOUT)
+    app.run()
+    assert not app.exception
+    spec = json.loads(next(c for c in app.get("plotly_chart") if c.proto.id.endswith("-mt_landed_chart")).proto.spec)
+    [curve] = [t for t in spec["data"] if t.get("name") == "trades: beta sweep"]
+    assert curve["text"] == ["beta=1", "beta=6"]
+    mine = [t for t in spec["data"] if t.get("name") == "mtard"]
+    assert mine and mine[0]["text"][0].startswith("you: mtard")
