@@ -101,9 +101,8 @@ elif task is not None and not task.seen:
 
 
 def sweep_job() -> TrainingJob | None:
-    job = JOBS.page_job("trade-off", ss.get("to_sweep_job"))
-    ss.to_sweep_job = None if job is None else job.id
-    return job
+    """This session's sweep (each browser session runs its own; the others' are listed below the form)."""
+    return JOBS.get(ss.get("to_sweep_job"))
 
 
 with st.expander("Trace a curve: sweep one knob", expanded=False):
@@ -161,6 +160,12 @@ if job is not None:
     elif not ss.get(f"to_sw_seen_{job.id}"):
         ss[f"to_sw_seen_{job.id}"] = True
         job_status_message(job, job.snapshot())
+others = [j for j in JOBS.running() if j.origin == "trade-off" and j is not job]
+if others:   # sweeps of other sessions (or of this one before a reload): their progress and Stop
+    st.caption(f"{len(others)} other sweep(s) running on this lab's server:")
+    for other in others:
+        job_progress_row(other, other.snapshot(), key=f"to_sw_stop_{other.id}",
+                         label=f"{other.label} · {other.snapshot().activity()}")
 
 if not shown:
     st.info("No model matches these filters.")

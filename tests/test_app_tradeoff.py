@@ -167,3 +167,25 @@ def test_bad_sweep_values_are_a_message(runs):
     assert not at.exception, at.exception
     assert any(e.value.startswith("Cannot start:") for e in at.error)
     assert "to_sweep_job" not in at.session_state or at.session_state["to_sweep_job"] is None
+
+
+def test_two_sessions_each_run_their_own_sweep(runs):
+    def start(values: str) -> tuple[AppTest, object]:
+        at = AppTest.from_file(PAGE, default_timeout=120)
+        at.run()
+        at.selectbox(key="to_sw_dataset").set_value("moons").run()
+        at.selectbox(key="to_sw_method").set_value("standard").run()
+        at.selectbox(key="to_sw_knob_standard").set_value("epochs").run()
+        at.text_input(key="to_sw_values_standard_epochs").set_value(values).run()
+        at.button(key="to_sw_start").click().run()
+        assert not at.exception, at.exception
+        return at, JOBS.get(at.session_state["to_sweep_job"])
+
+    a, job_a = start("200,300")
+    b, job_b = start("250,350")                 # another browser session: its own sweep, not blocked by the first
+    assert job_a is not job_b and not job_b.snapshot().finished
+    b.run()
+    assert b.button(key=f"to_sw_stop_{job_a.id}")   # and it sees the other one, with its Stop
+    job_a.request_stop()
+    job_b.request_stop()
+    assert job_a.join(120) and job_b.join(120)
