@@ -34,6 +34,13 @@ SWEEPS = {
     "mtard-w_adv": ["--method", "mtard", "--knob", "w_adv", "--values", "0.2,0.5,0.8", "--set", "nlb=false",
                     "--teacher", "clean_teacher=mnist-5k/standard", "--teacher", "robust_teacher=mnist-5k/trades",
                     "--model", "small-cnn", "--epochs", "5"],
+    # MTARD's robust-teacher temperature with EBB off (it stays where it is set).
+    "mtard-tau_adv": ["--method", "mtard", "--knob", "tau_adv", "--values", "1,3,10", "--set", "ebb=false",
+                      "--teacher", "clean_teacher=mnist-5k/standard", "--teacher", "robust_teacher=mnist-5k/trades",
+                      "--model", "small-cnn", "--epochs", "5"],
+    # ARD's balance of the robust teacher's KL and the clean CE (the paper's alpha; here `a`: `alpha` is PGD's step).
+    "ard-a": ["--method", "ard", "--knob", "a", "--values", "0.5,0.8,1", "--teacher", "teacher=mnist-5k/trades",
+              "--model", "small-cnn", "--epochs", "5"],
 }
 
 
