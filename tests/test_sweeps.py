@@ -221,3 +221,19 @@ def test_sweeping_one_of_mtards_weights_sets_the_other_to_one_minus_it():
     pairs = [(s.method_config["w_adv"], s.method_config["w_nat"]) for s in specs]
     assert pairs == [(0.2, 0.8), (0.8, pytest.approx(0.2))]
     assert all(s.method_config["nlb"] is False for s in specs)
+
+
+def test_the_shipped_sweeps_are_complete_measured_and_show_the_masking_lesson():
+    from distill_core.lab.sweeps import SHIPPED_SWEEPS
+
+    record = json.loads((SHIPPED_SWEEPS / "sweeps.json").read_text())
+    curves = {(c["method"], c["knob"]): c for c in sweep_curves(sweep_rows(list_runs(SHIPPED_SWEEPS)))}
+    assert set(curves) == {("standard", "T"), ("trades", "beta"), ("pgd_at", "eps"), ("mtard", "w_adv"),
+                           ("mtard", "tau_adv"), ("ard", "a")}
+    assert len(record["sweeps"]) == len(curves) and sum(s["seconds"] for s in record["sweeps"].values()) < 2 * 3600
+    for c in curves.values():
+        assert c["dataset"] == "mnist-5k" and len(c["points"]) >= 3
+        assert all(p["robust"] is not None and p["clean"] is not None and p["learned"] for p in c["points"])
+        assert c["protocols"] == ["autoattack-fast"]
+    masked = curves[("standard", "T")]["mean"]                # the defensive teacher's T, low to high
+    assert masked[-1]["apparent"] - masked[-1]["robust"] > 0.5 > masked[0]["apparent"] - masked[0]["robust"]
