@@ -195,8 +195,9 @@ st.plotly_chart(tradeoff_figure(plotted, f"Clean vs {'apparent' if apparent else
 if curves:
     st.caption("Lines: sweeps of one knob, each point a model trained with that value (the mean over its seeds), in "
                "knob order. A method beats another only if its curve lies above and to the right, not just one "
-               "point. " + ("Apparent view: the defensive teacher's T sweep rises with T here, while under AutoAttack "
-                            "it stays at the floor - Carlini & Wagner's lesson." if apparent else
+               "point. " + ("Apparent view (no Pareto front: it would crown masked models): the *standard: T* sweep "
+                            "(the defensive-distillation teacher trained at T) rises with T here, while under "
+                            "AutoAttack it stays at the floor - Carlini & Wagner's lesson." if apparent else
                             "Switch on *Apparent robustness* to see what a naive attack would have reported."))
 if len({r["dataset"] for r in plotted}) > 1:
     st.caption("Several datasets on one chart: their accuracies are not comparable, and the Pareto front mixes them.")

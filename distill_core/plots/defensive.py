@@ -31,7 +31,7 @@ def _log_x(fig: go.Figure, temperatures: Sequence[float], row: int | None = None
 
 def _highlight(fig: go.Figure, T: float | None) -> None:
     if T is not None:
-        fig.add_vline(x=math.log10(T), line=dict(color="#888", dash="dot", width=2),
+        fig.add_vline(x=float(T), line=dict(color="#888", dash="dot", width=2),
                       annotation_text=f"your T = {T:g}", annotation_position="top")
 
 
@@ -104,7 +104,7 @@ def confidence_figure(rows: Sequence[Mapping], highlight_T: float | None = None,
         fig.update_yaxes(rangemode="tozero", row=1, col=2)
     if highlight_T is not None:
         for col in range(1, 3 if has_rho else 2):
-            fig.add_vline(x=math.log10(highlight_T), line=dict(color="#888", dash="dot", width=2), row=1, col=col)
+            fig.add_vline(x=float(highlight_T), line=dict(color="#888", dash="dot", width=2), row=1, col=col)
     return base_layout(fig, title, height, showlegend=False)
 
 

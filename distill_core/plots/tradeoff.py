@@ -84,8 +84,9 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
     ``method``, ``knob`` and ``points`` (dicts with ``value``, ``clean``, ``robust``, ``apparent``),
     drawn as a line through the points in knob order, each point labelled ``knob=value``. With
     ``apparent`` the y axis is the naive PGD-CE robust accuracy instead of AutoAttack's, for rows
-    and curves alike (no masking-gap markers then): a masked sweep rises there while its true
-    curve stays at the floor. The Pareto front is over everything drawn.
+    and curves alike (no masking-gap markers, and no Pareto front: a front of apparent numbers would
+    crown masked models): a masked sweep rises there while its true curve stays at the floor. The
+    Pareto front (true numbers) is over everything drawn. Curves of one method differ by dash.
     """
     fig = go.Figure()
     key = "apparent" if apparent else "robust"
@@ -121,7 +122,11 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
                         symbol=["diamond" if p.get("source") == "runs" else "circle" for p in pts]),
             hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
     drawn = list(rows)
+    dashes = ("solid", "dot", "dashdot", "longdash")
+    seen: dict[str, int] = {}
     for c in curves:
+        dash = dashes[seen.get(c["method"], 0) % len(dashes)]
+        seen[c["method"]] = seen.get(c["method"], 0) + 1
         pts = [p for p in c["points"] if p.get("clean") is not None and p.get(key) is not None]
         if all(isinstance(p.get("value"), (int, float)) for p in pts):
             pts.sort(key=lambda p: p["value"])                  # knob order
@@ -133,14 +138,15 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
             name=f"{c['method']}: {c['knob']} sweep", text=[p.get("label") or _knob_label(c["knob"], p["value"])
                                                             for p in pts],
             textposition="bottom right", textfont=dict(size=9, color=method_color(c["method"])),
-            line=dict(color=method_color(c["method"]), width=2), marker=dict(size=7, symbol="square"),
+            line=dict(color=method_color(c["method"]), width=2, dash=dash), marker=dict(size=7, symbol="square"),
             hovertemplate=f"{c['method']}, {c['knob']}=" + "%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %"
                           "<extra></extra>"))
-    if drawn:
+    if drawn and not apparent:
         idx = pareto_front([r["clean"] for r in drawn], [r["robust"] for r in drawn])
         fig.add_trace(go.Scatter(x=[100 * drawn[i]["clean"] for i in idx], y=[100 * drawn[i]["robust"] for i in idx],
                                  mode="lines", name="Pareto front", line=dict(color="#444", dash="dash", width=1.5),
                                  hoverinfo="skip"))
+    if drawn:
         lo = min(100 * r["clean"] for r in drawn)
         x_range = [max(0.0, lo - max(4.0, 0.08 * (100 - lo))), 101.0]
     fig.update_xaxes(title="clean accuracy (%)", range=x_range if drawn else None)
