@@ -39,7 +39,7 @@ from distill_core.train import Event
 from distill_core.zoo import list_zoo
 from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
 from ui.jobs import JOBS, TASKS, BackgroundTask, ReproductionRun, TrainingJob
-from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message
+from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message, page_job
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_SWEEP = ROOT / "assets" / "reproductions" / "papernot" / "results.json"
@@ -95,13 +95,7 @@ if ds_name == "mnist-5k":
     st.caption(measured)
 
 
-def page_job() -> TrainingJob | None:
-    job = JOBS.page_job("defensive", ss.get("dd_job"))
-    ss.dd_job = None if job is None else job.id
-    return job
-
-
-job = page_job()
+job = page_job("defensive", "dd_job")
 running = job is not None and not job.snapshot().finished
 if st.button("Train teacher + student", key="dd_start", type="primary", disabled=running,
              help="Runs in the background; a reload or another tab sees it too."):

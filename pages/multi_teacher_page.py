@@ -18,9 +18,9 @@ from distill_core.runs import RunError, list_runs, read_run
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
-from ui.common import dataset, dataset_select, init_state, pick_models, runs_dir
+from ui.common import dataset_with_info, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
-from ui.widgets import IDLE_POLL_S, LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message
+from ui.widgets import IDLE_POLL_S, LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message, page_job
 
 init_state()
 ss = st.session_state
@@ -63,12 +63,7 @@ datasets = list_datasets(embedded_only=True)
 c_models, c_balance, c_train = st.columns(3, gap="large")
 with c_models:
     st.subheader("Teachers and student")
-    ds = dataset_select("Dataset", key="mt_dataset", options=datasets)
-    try:
-        _, info = dataset(ds, "test")
-    except (ValueError, OSError) as e:
-        st.error(f"Cannot load {ds}: {e}")
-        st.stop()
+    ds, info = dataset_with_info("Dataset", key="mt_dataset", options=datasets)
     clean_ref = pick_models("Clean teacher", ds, key=f"mt_clean_{ds}", default=["zoo: standard", "zoo: teacher"])
     robust_ref = pick_models("Robust teacher", ds, key=f"mt_robust_{ds}",
                              default=["zoo: trades", "zoo: teacher-T20", "zoo: teacher"])
@@ -111,13 +106,7 @@ with c_train:
                                 placeholder="no limit")
     seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="mt_seed")
 
-def page_job() -> TrainingJob | None:
-    job = JOBS.page_job("multi-teacher", ss.get("mt_job"))
-    ss.mt_job = None if job is None else job.id
-    return job
-
-
-job = page_job()
+job = page_job("multi-teacher", "mt_job")
 running = job is not None and not job.snapshot().finished
 ready = clean_ref is not None and robust_ref is not None
 if ready:   # what Start will train, read back from the widgets (an out-of-range number keeps its last valid value)
@@ -150,7 +139,7 @@ if start:
                                    origin="multi-teacher").start())
         ss.mt_job = job.id
 
-job = page_job()
+job = page_job("multi-teacher", "mt_job")
 ss.mt_live = job is not None and not job.snapshot().finished
 
 
@@ -164,7 +153,7 @@ def _toggled(q: str) -> None:
 
     Only the user's own action writes ``job.controls`` (here and in :func:`_slid`); a redraw reads it, so two
     tabs on the same run never undo each other's takeover."""
-    job = page_job()
+    job = page_job("multi-teacher", "mt_job")
     if job is None:
         return
     if ss[f"mt_take_{q}"]:
@@ -177,7 +166,7 @@ def _toggled(q: str) -> None:
 
 
 def _slid(q: str) -> None:
-    job = page_job()
+    job = page_job("multi-teacher", "mt_job")
     if job is not None and ss.get(f"mt_take_{q}"):
         job.controls.set(q, ss[f"mt_val_{q}"])
 
@@ -205,7 +194,7 @@ def live_tuning(job, snap) -> None:
 @st.fragment(run_every=LIVE_REDRAW_S if ss.mt_live else IDLE_POLL_S)
 def live_run() -> None:
     """Progress, live tuning and the balance charts of this page's MTARD job, redrawn every second while it runs."""
-    job = page_job()
+    job = page_job("multi-teacher", "mt_job")
     if job is None:
         st.info("Press **Start MTARD** to train a student live. The charts show tau, w, the teachers' entropies "
                 "and the two loss terms as they move.")

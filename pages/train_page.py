@@ -21,7 +21,7 @@ from distill_core.plots.training import (
 from distill_core.runs import RunError, delete_run, is_live, list_runs, read_metrics
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
-from ui.common import dataset, dataset_select, init_state, pick_models, runs_dir
+from ui.common import dataset_with_info, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
 from ui.navigation import page_title
 from ui.widgets import (
@@ -116,12 +116,7 @@ c_data, c_method, c_train = st.columns(3, gap="large")
 
 with c_data:
     st.subheader("Data and model")
-    ds = dataset_select("Dataset", key="train_dataset", options=datasets)
-    try:
-        _, info = dataset(ds, "test")
-    except (ValueError, OSError) as e:
-        st.error(f"Cannot load {ds}: {e}")
-        st.stop()
+    ds, info = dataset_with_info("Dataset", key="train_dataset", options=datasets)
     st.caption(dataset_description(ds))
     models = list_models() if info.is_image else ["mlp"]
     default_model = "small-cnn" if info.is_image and "small-cnn" in models else models[0]

@@ -234,6 +234,18 @@ def dataset_select(label: str, key: str, options: list[str] | None = None, conta
                                help=help or "The same choice as the sidebar's Dataset: every page follows it.")
 
 
+def dataset_with_info(label: str, key: str, options: list[str] | None = None):
+    """:func:`dataset_select` and the chosen dataset's info; a dataset that cannot be loaded stops the page with
+    the reason (``(name, DatasetInfo)``)."""
+    name = dataset_select(label, key, options)
+    try:
+        _, info = dataset(name, "test")
+    except (ValueError, OSError) as e:
+        st.error(f"Cannot load {name}: {e}")
+        st.stop()
+    return name, info
+
+
 def sidebar() -> None:
     """The shared sidebar: device, dataset, models available."""
     init_state()

@@ -87,3 +87,13 @@ def job_status_message(job, snap, container=st) -> None:
         if tb:
             with container.expander("Details (traceback)"):
                 st.code(tb, language="text")
+
+
+def page_job(origin: str, state_key: str):
+    """The job a page shows: the one this tab started (its id in ``st.session_state[state_key]``), else, after a
+    reload or in a new tab, the latest one started from ``origin`` (``ui.jobs.JobBoard.page_job``)."""
+    from ui.jobs import JOBS
+
+    job = JOBS.page_job(origin, st.session_state.get(state_key))
+    st.session_state[state_key] = None if job is None else job.id
+    return job
