@@ -125,7 +125,10 @@ def test_papernot_quick_cli_writes_the_sweep_and_break_it(papernot):
     assert [r["attack"] for r in b["rows"]] == list(BREAK_ATTACKS.values())
     assert all(fraction(r["success"]) for r in b["rows"]), b["rows"]
     assert b["zero_grad"]["n"] == b["n"] and 0 <= b["zero_grad"]["softmax"] <= b["n"]
-    assert b["settings"]["cw_l2"] is not None and fraction(base["jsma_logits_success"])
+    # JSMA on the logits against the undistilled model: measured once, in the break-it row (its reference).
+    assert b["settings"]["cw_l2"] is not None and fraction(b["rows"][2]["source_success"])
+    assert "jsma_logits_success" not in base and papernot_module.jsma_logits_reference(b, base) == \
+        b["rows"][2]["source_success"]
     assert "| model | test accuracy | JSMA success (softmax)" in md and "| student, T = 100 |" in md
     assert "| robust (AutoAttack) | apparent (PGD-CE) | masked | trained |" in md
     assert "## Break it" in md and "| attack | success | detail |" in md

@@ -61,13 +61,10 @@ def train_model(label: str, method: str, model: nn.Module, data: Dataset, config
     return model.eval()
 
 
-def fresh_model(name: str, info: DatasetInfo, seed: int, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
-    """``build_model(name, info)`` with seeded initial weights, or the weights ``state`` when given."""
+def fresh_model(name: str, info: DatasetInfo, seed: int) -> nn.Module:
+    """``build_model(name, info)`` with seeded initial weights."""
     torch.manual_seed(seed)
-    model = build_model(name, info)
-    if state is not None:
-        model.load_state_dict(state)
-    return model
+    return build_model(name, info)
 
 
 def zoo_teacher(name: str) -> nn.Module:
