@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 import plotly.io as pio
 import torch
 
-from distill_core.plots.training import series_figure
+from distill_core.plots.training import mtard_live_figures
 from distill_core.spec import TrainSpec, prepare_training
 from distill_core.train import TrainConfig, run_to_end
 from ui.jobs import TrainingJob
@@ -57,15 +57,7 @@ def headless(spec: TrainSpec) -> float:
 def live_figures(job: TrainingJob) -> int:
     """One redraw of the Multi-teacher page's live view: snapshot, thinned series, five figures as JSON."""
     snap = job.snapshot()
-    steps = job.series(max_points=LIVE_POINTS)["steps"]
-    if not steps["step"] or "tau_nat" not in steps:
-        return 0
-    x = steps["step"]
-    figs = [series_figure(x, {k: steps[k] for k in ("tau_nat", "tau_adv")}, "Temperatures (EBB)", "tau"),
-            series_figure(x, {k: steps[k] for k in ("w_nat", "w_adv")}, "Weights (NLB)", "w"),
-            series_figure(x, {k: steps[k] for k in ("H_nat", "H_adv")}, "Teacher entropies", "nats"),
-            series_figure(x, {k: steps[k] for k in ("loss_nat", "loss_adv")}, "The two KL terms", "KL"),
-            series_figure(x, {"eps": steps["eps"]}, "eps", "eps")]
+    figs = mtard_live_figures(job.series(max_points=LIVE_POINTS)["steps"]).values()     # what the page draws
     size = sum(len(pio.to_json(f, validate=False)) for f in figs)
     _ = snap.progress(), snap.eta_s()
     return size

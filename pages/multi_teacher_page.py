@@ -12,7 +12,7 @@ from distill_core.lab.tradeoff import evaluate_run_robustness, percent_table, tr
 from distill_core.methods import get_method
 from distill_core.models import list_models
 from distill_core.plots.tradeoff import tradeoff_figure
-from distill_core.plots.training import comparison_figure, series_figure, switch_points
+from distill_core.plots.training import comparison_figure, mtard_live_figures
 from distill_core.robustness import read_record
 from distill_core.runs import RunError, list_runs, read_run
 from distill_core.spec import TrainSpec
@@ -208,34 +208,10 @@ def live_run() -> None:
         job_progress_row(job, snap, key="mt_stop")
     if not snap.finished:
         live_tuning(job, snap)
-    steps = job.series(max_points=LIVE_POINTS)["steps"]
-    if not steps["step"] or "tau_nat" not in steps:
-        return
-    x = steps["step"]
-
-    def marks(names):
-        out = []
-        for n in names:
-            rule = TUNABLE.get(n, ("", 0, 0, "NLB"))[3]
-            out += [(xm, f"you: {n}" if on else f"{rule} again") for xm, on in switch_points(x, steps.get(f"user_{n}",
-                                                                                                          []))]
-        return out
-
+    figs = mtard_live_figures(job.series(max_points=LIVE_POINTS)["steps"])
     left, right = st.columns(2)
-    left.plotly_chart(series_figure(x, {"tau_nat": steps["tau_nat"], "tau_adv": steps["tau_adv"]},
-                                    "Temperatures (EBB)", "tau", markers=marks(["tau_nat", "tau_adv"])),
-                      key="mt_chart_tau", width="stretch")
-    right.plotly_chart(series_figure(x, {"w_nat": steps["w_nat"], "w_adv": steps["w_adv"]}, "Weights (NLB)", "w",
-                                     markers=marks(["w_adv"])), key="mt_chart_w", width="stretch")
-    left.plotly_chart(series_figure(x, {"H_nat": steps["H_nat"], "H_adv": steps["H_adv"]},
-                                    "Teacher entropies at their tau", "mean entropy (nats)",
-                                    markers=marks(["tau_nat", "tau_adv"])), key="mt_chart_H", width="stretch")
-    right.plotly_chart(series_figure(x, {"loss_nat": steps["loss_nat"], "loss_adv": steps["loss_adv"]},
-                                     "The two KL terms", "KL", markers=marks(["w_adv"])),
-                       key="mt_chart_loss", width="stretch")
-    if "eps" in steps:
-        left.plotly_chart(series_figure(x, {"eps": steps["eps"]}, "The student's attack budget (eps warm-up)", "eps"),
-                          key="mt_chart_eps", width="stretch")
+    for i, (name, fig) in enumerate(figs.items()):
+        (left if i % 2 == 0 else right).plotly_chart(fig, key=f"mt_chart_{name}", width="stretch")
 
 
 st.divider()

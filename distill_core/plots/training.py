@@ -199,3 +199,37 @@ def comparison_figure(rows: Sequence[Mapping], title: str = "", height: int = 34
     fig.update_layout(barmode="group")
     fig.update_yaxes(title="accuracy (%)", range=[0, 105])
     return base_layout(fig, title, height)
+
+
+# The rule that sets each live-tunable quantity of MTARD while the user does not (for the chart's markers).
+MTARD_RULES = {"tau_nat": "EBB", "tau_adv": "EBB", "w_nat": "NLB", "w_adv": "NLB"}
+
+
+def mtard_live_figures(steps: Mapping[str, Sequence]) -> dict[str, go.Figure]:
+    """The Multi-teacher page's live charts of an MTARD run, from its per-step columns (``job.series()["steps"]``).
+
+    Returns ``{"tau", "w", "H", "loss"[, "eps"]}`` figures: the temperatures (EBB), the weights
+    (NLB), the teachers' entropies at their tau, the two KL terms, and the student's eps when it
+    was logged. Where the user took a quantity over or handed it back (``user_*`` columns), a
+    marker says "you: tau_adv" / "EBB again". Empty dict before the first MTARD step.
+    """
+    if not steps.get("step") or "tau_nat" not in steps:
+        return {}
+    x = steps["step"]
+
+    def marks(names: Sequence[str]) -> list[tuple[float, str]]:
+        return [(xm, f"you: {n}" if on else f"{MTARD_RULES[n]} again")
+                for n in names for xm, on in switch_points(x, steps.get(f"user_{n}", []))]
+
+    def pair(a: str, b: str) -> dict[str, Sequence]:
+        return {a: steps[a], b: steps[b]}
+
+    figs = {"tau": series_figure(x, pair("tau_nat", "tau_adv"), "Temperatures (EBB)", "tau",
+                                 markers=marks(["tau_nat", "tau_adv"])),
+            "w": series_figure(x, pair("w_nat", "w_adv"), "Weights (NLB)", "w", markers=marks(["w_adv"])),
+            "H": series_figure(x, pair("H_nat", "H_adv"), "Teacher entropies at their tau", "mean entropy (nats)",
+                               markers=marks(["tau_nat", "tau_adv"])),
+            "loss": series_figure(x, pair("loss_nat", "loss_adv"), "The two KL terms", "KL", markers=marks(["w_adv"]))}
+    if "eps" in steps:
+        figs["eps"] = series_figure(x, {"eps": steps["eps"]}, "The student's attack budget (eps warm-up)", "eps")
+    return figs
