@@ -109,7 +109,9 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
                                                   "a single attack overstating robustness") + "<extra></extra>"))
     names = [r.get("label") or r["name"] for r in rows]
     xs, ys = [100 * r["clean"] for r in rows], [100 * r["robust"] for r in rows]
-    lo = min([*xs, *(100 * r["clean"] for r in gaps)], default=0.0)
+    on_curves = [100 * p["clean"] for c in curves for p in c["points"]
+                 if p.get("clean") is not None and p.get(key) is not None]
+    lo = min([*xs, *on_curves], default=0.0)          # the clean axis spans every point drawn (gaps share x)
     x_range = [max(0.0, lo - max(4.0, 0.08 * (100 - lo))), 101.0]
     where = dict(zip((id(r) for r in rows), label_positions(xs, ys, names, x_span=x_range[1] - x_range[0])))
     for method in sorted({r["method"] for r in rows}):
@@ -146,9 +148,6 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
         fig.add_trace(go.Scatter(x=[100 * drawn[i]["clean"] for i in idx], y=[100 * drawn[i]["robust"] for i in idx],
                                  mode="lines", name="Pareto front", line=dict(color="#444", dash="dash", width=1.5),
                                  hoverinfo="skip"))
-    if drawn:
-        lo = min(100 * r["clean"] for r in drawn)
-        x_range = [max(0.0, lo - max(4.0, 0.08 * (100 - lo))), 101.0]
     fig.update_xaxes(title="clean accuracy (%)", range=x_range if drawn else None)
     fig.update_yaxes(title=("apparent robust accuracy, PGD-CE (%)" if apparent else "robust accuracy (%)"))
     return base_layout(fig, title, height)
