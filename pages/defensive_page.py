@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from distill_core.lab.tradeoff import train_temperature
 from distill_core.papers import defensive
 from distill_core.papers.defensive import (
     DEFAULT_BREAK_N,
@@ -274,19 +275,12 @@ if not mnist_models:
 run_configs = {str(r.path): r.config for r in list_runs(runs_dir())}
 
 
-def _run_T(config: dict) -> float:
-    try:
-        return float((config.get("method_config") or {}).get("T", 1.0))
-    except (TypeError, ValueError, AttributeError):
-        return 1.0
-
-
 def _display(ref) -> str:
     """A model's name in this page's lists: a run says what it is in defensive distillation (not "standard")."""
     if ref.source != "run":
         return ref.label
     config = run_configs.get(ref.key, {})
-    return f"run: {model_role(ref.method, _run_T(config))} · {Path(ref.key).name}"
+    return f"run: {model_role(ref.method, train_temperature(config) or 1.0)} · {Path(ref.key).name}"
 
 
 labels = [r.label for r in mnist_models]
@@ -311,7 +305,7 @@ try:
 except (RunError, OSError, ValueError, KeyError) as e:
     st.error(f"Could not load {_display(ref)}: {e}")
     st.stop()
-T_model = _run_T(cfg)
+T_model = train_temperature(cfg) or 1.0
 st.caption(f"{_display(ref)}: {model_role(ref.method, T_model)} (method `{ref.method}`, trained at T = {T_model:g}). "
            + ("" if UNDISTILLED in zoo_names else "The undistilled zoo model is missing: no transfer attack."))
 

@@ -227,7 +227,7 @@ def test_after_training_step_3_selects_the_new_student_and_names_the_teacher():
     assert not any("standard" in o.split(" · ")[0] for o in box.options if o.startswith("run: "))
     # Other pages' lists (ui.common.available_models) say it too: a standard run trained at T != 1 is a T-teacher.
     labels = {Path(r.key).name: r.label for r in available_models("mnist-5k") if r.source == "run"}
-    assert labels == {teacher_run: f"run: {teacher_run} (teacher trained at T = 100)",
+    assert labels == {teacher_run: f"run: {teacher_run} (defensive teacher, T = 100)",
                       student_run: f"run: {student_run}"}
     assert run_label("x", {"method": "standard", "method_config": {"T": 1.0}}) == "run: x"
     done = next(s.value for s in at.success if s.value.startswith("Done in"))

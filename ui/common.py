@@ -17,6 +17,8 @@ from torch import nn
 
 from distill_core.data import DatasetInfo, list_datasets, load_dataset
 from distill_core.device import choose_device
+from distill_core.lab.tradeoff import train_temperature
+from distill_core.papers.defensive import model_role
 from distill_core.runs import RunError, list_runs, load_model
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo, load_zoo_model
@@ -145,13 +147,10 @@ def model_for(cache_key: tuple[str, str, float]) -> tuple[nn.Module, DatasetInfo
 
 def run_label(name: str, config: dict) -> str:
     """A run's label in model lists: ``run: <folder name>``; a ``standard`` run trained at T != 1 (a
-    defensive-distillation teacher) says so, as its folder name says "standard"."""
-    try:
-        T = float((config.get("method_config") or {}).get("T", 1.0))
-    except (TypeError, ValueError, AttributeError):
-        T = 1.0
-    hot = config.get("method") == "standard" and T != 1
-    return f"run: {name}" + (f" (teacher trained at T = {T:g})" if hot else "")
+    defensive-distillation teacher) says so (``papers.defensive.model_role``), as its folder name says "standard"."""
+    T = train_temperature(config)
+    hot = config.get("method") == "standard" and T not in (None, 1.0)
+    return f"run: {name}" + (f" ({model_role('standard', T)})" if hot else "")
 
 
 def available_models(dataset_name: str | None = None) -> list[ModelRef]:

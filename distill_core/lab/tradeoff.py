@@ -21,7 +21,7 @@ from ..runs import Run, load_model, update_summary
 from ..train import did_not_learn
 
 
-def _train_T(config: Mapping) -> float | None:
+def train_temperature(config: Mapping) -> float | None:
     """The training temperature ``method_config["T"]`` of a zoo entry or run config (None when it has none)."""
     t = (config.get("method_config") or {}).get("T")
     return None if t is None else float(t)
@@ -65,7 +65,7 @@ def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str,
     for m in zoo:
         metrics = m.get("metrics") or {}
         rows.append({"name": m["name"], "source": "zoo", "dataset": m.get("dataset"), "method": m.get("method"),
-                     "model": m.get("model"), "T": _train_T(m), "clean": metrics.get("test_accuracy"),
+                     "model": m.get("model"), "T": train_temperature(m), "clean": metrics.get("test_accuracy"),
                      **_robust_columns(m), "learned": _learned(metrics.get("test_accuracy"), m.get("info")),
                      "status": "done", "path": "", "label": m["name"].split("/", 1)[-1],
                      **_tag_columns(m.get("tags"))})
@@ -74,7 +74,7 @@ def tradeoff_rows(zoo: Iterable[Mapping], runs: Iterable[Run]) -> list[dict[str,
             continue
         clean = r.summary.get("test_accuracy")
         rows.append({"name": r.name, "source": "runs", "dataset": r.config.get("dataset"),
-                     "method": r.config.get("method"), "model": r.config.get("model"), "T": _train_T(r.config),
+                     "method": r.config.get("method"), "model": r.config.get("model"), "T": train_temperature(r.config),
                      "clean": clean, **_robust_columns(r.summary),
                      "learned": r.summary.get("learned", True) is not False and _learned(clean, r.config.get("info")),
                      "status": r.status, "path": str(r.path), "label": run_label(r.name, r.config),
@@ -95,7 +95,7 @@ def run_label(name: str, config: Mapping) -> str:
     Run folder names start ``YYYY-MM-DD_HHMMSS-``; another name is kept, cut to its last 16 characters.
     """
     stamp = re.match(r"\d{4}-\d{2}-\d{2}_(\d{2})(\d{2})\d{2}-", name)
-    T = _train_T(config)
+    T = train_temperature(config)
     method = f"{config.get('method', 'run')}" + (f" T{T:g}" if T not in (None, 1.0) else "")
     if stamp:
         return f"{method} {stamp.group(1)}:{stamp.group(2)}"
