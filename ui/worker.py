@@ -24,7 +24,6 @@ import multiprocessing
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -69,15 +68,6 @@ class SharedControls:
             return {k: float(v) for k, v in zip(self.keys, self._values) if not math.isnan(v)}
 
 
-def _plain(value: Any) -> Any:
-    """Tensors and numpy scalars as Python numbers, so an event pickles small and reads anywhere."""
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def resolve_stage_refs(spec, run_paths: list[Path]):
     """Replace ``"@i"`` references (teachers, ``init``) by the run folder of stage ``i``."""
     def path(what: str, ref: str | None) -> str | None:
@@ -111,7 +101,7 @@ def _measure(stage: int, path: Path, evaluate: dict, queue, device) -> None:
     except Exception as e:  # noqa: BLE001 - named and passed on as the stage's error
         raise RuntimeError(f"measuring the robustness of run {Path(path).name} failed: {type(e).__name__}: {e}") \
             from e
-    queue.put(("measured", stage, _plain(report.to_dict())))
+    queue.put(("measured", stage, report.to_dict()))
 
 
 def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls, evaluate: dict | None = None) -> None:
@@ -137,7 +127,7 @@ def work(specs: list, runs_dir: str, queue, stop, controls: SharedControls, eval
             queue.put(("run", i, str(writer.path)))
 
             def report(event: Event, stage: int = i) -> None:
-                queue.put(("event", stage, replace(event, data=_plain(event.data))))
+                queue.put(("event", stage, event))   # numbers are plain floats (Trainer._to_host)
 
             kind = run_to_end(trainer, report).kind
             if evaluate is not None and kind in ("done", "stopped"):
