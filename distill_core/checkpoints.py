@@ -17,6 +17,10 @@ What loads, always with ``torch.load(weights_only=True)`` (never ``weights_only=
   numpy arrays and every other Python object are refused;
 - keys with ``module.`` (DataParallel / DDP) or ``_orig_mod.`` (torch.compile) prefixes;
 - TRADES' WideResNet's unused ``sub_block1`` (dropped when the architecture has no such keys);
+- the ResNets' and wide ResNets' checkpoints from the papers' code as they are (the models carry
+  its names: kuangliu's ResNet-18 of ARD / RSLAD / MTARD, chenyaofo's ResNet-20 / 56, BSS's
+  ResNet-8, TRADES' WideResNet), and the lab's own earlier ResNet names (``stem.0`` / ``stem.1`` /
+  ``stages.k`` / ``fc``), renamed to those when a state dict has that layout;
 - a state dict without this lab's normalisation buffers (``normalize.mean`` / ``normalize.std``;
   ``0.mean`` / ``0.std`` in the Sequential models) comes from code that feeds raw [0, 1] pixels
   (TRADES, ARD, RSLAD, MTARD): with ``identity_normalize`` the normalisation layer is set to the
@@ -44,7 +48,7 @@ import torch
 from torch import nn
 
 from .data import DatasetInfo
-from .models import Normalize, build_model
+from .models import BasicBlock, Normalize, ZeroPadShortcut, build_model
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 
@@ -206,6 +210,50 @@ def _few(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
+def _is_legacy_resnet(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``state`` has the lab's earlier ResNet layout (``stem.0`` / ``stages.k`` / ``fc``) and the
+    model the papers' (``conv1`` / ``layer{i}.{j}``)."""
+    return ("stem.0.weight" in state and any(k.startswith("stages.") for k in state)
+            and "conv1.weight" in own and "stem.0.weight" not in own)
+
+
+def _from_legacy_resnet(model: nn.Module, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                        name: str, target: str) -> dict[str, torch.Tensor]:
+    """A state dict in the lab's earlier ResNet layout, under the papers' names the ResNets now use.
+
+    Runs saved before the ResNets took their references' names (:mod:`distill_core.models`) hold
+    ``stem.0`` (conv), ``stem.1`` (BN), ``stages.k`` (the k-th basic block, counted across stages),
+    its projection ``stages.k.shortcut.{0,1}``, and ``fc``. They become ``conv1``, ``bn1``,
+    ``layer{i}.{j}`` (the model's k-th block), ``shortcut.*`` or ``downsample.*`` (the block's name
+    for its projection) and ``linear`` or ``fc`` (the model's head). Those models computed the same
+    function, except ``resnet8``: its shortcuts were 1x1 projections where BSS's ResNet-8 pads with
+    zeros, so such a checkpoint is refused with a :class:`CheckpointError` saying so. A block index
+    past the model's blocks is left as it is (reported as unexpected).
+    """
+    blocks = [(n, m) for n, m in model.named_modules() if isinstance(m, BasicBlock)]
+    head = "linear" if "linear.weight" in own else "fc"
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new = key
+        if key.startswith("stem.0."):
+            new = "conv1." + key[len("stem.0."):]
+        elif key.startswith("stem.1."):
+            new = "bn1." + key[len("stem.1."):]
+        elif key.startswith("fc."):
+            new = f"{head}." + key[len("fc."):]
+        elif (found := re.match(r"stages\.(\d+)\.(.*)", key)) and int(found.group(1)) < len(blocks):
+            block, rest = blocks[int(found.group(1))], found.group(2)
+            if rest.startswith("shortcut."):
+                rest = f"{block[1].skip_name}.{rest[len('shortcut.'):]}"
+                if isinstance(getattr(block[1], block[1].skip_name), ZeroPadShortcut):
+                    raise CheckpointError(f"{name} was saved by the lab's earlier {target}, whose 1x1 projection "
+                                          f"shortcuts this architecture no longer has (it pads with zeros, as its "
+                                          f"reference does): retrain it")
+            new = f"{block[0]}.{rest}"
+        out[new] = value
+    return out
+
+
 def _normalize_keys(model: nn.Module) -> list[tuple[str, str]]:
     """The state-dict keys of the model's :class:`~distill_core.models.Normalize` buffers, per layer:
     ``("normalize.mean", "normalize.std")`` in the ResNets, ``("0.mean", "0.std")`` in the Sequential models."""
@@ -216,7 +264,9 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, name:
                    arch: str | None = None, identity_normalize: bool = True) -> nn.Module:
     """Load ``state`` into ``model`` strictly (its train/eval mode untouched) and return ``model``.
 
-    Before comparing keys, unexpected TRADES ``sub_block1.*`` keys are dropped and, with
+    Before comparing keys, a state dict in the lab's earlier ResNet layout (``stem.*``, ``stages.*``,
+    ``fc.*``) is renamed to the papers' names (:func:`_from_legacy_resnet`), unexpected TRADES
+    ``sub_block1.*`` keys are dropped and, with
     ``identity_normalize``, a state dict holding neither buffer of the model's normalisation layer
     (``normalize.mean`` / ``normalize.std``, ``0.mean`` / ``0.std`` in the Sequential models) gets
     the identity there (mean 0, std 1: the checkpoint's code fed raw pixels). Raises
@@ -226,6 +276,8 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, name:
     """
     own = model.state_dict()
     state = dict(state)
+    if _is_legacy_resnet(state, own):
+        state = _from_legacy_resnet(model, state, own, name, arch or "ResNet")
     for key in [k for k in state if k.startswith(UNUSED_PREFIXES) and k not in own]:
         del state[key]
     if identity_normalize:

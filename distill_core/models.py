@@ -7,6 +7,11 @@ is always in pixel units. Build a model by name, timm-style::
     from distill_core.models import build_model
     _, info = load_dataset("mnist-5k", "test")
     model = build_model("papernot-cnn", info)     # (N, 1, 28, 28) in [0, 1] -> (N, 10) logits
+
+The ResNets and wide ResNets are named, shaped and computed as the papers' own code defines them
+(after the Normalize layer), so their released checkpoints load without renaming:
+``resnet18`` as kuangliu/pytorch-cifar (ARD, RSLAD, MTARD's student), ``resnet20`` / ``resnet56`` as
+chenyaofo/pytorch-cifar-models (MTARD's clean teacher), ``resnet8`` as BSS, ``wrn-*`` as TRADES.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import DatasetInfo
@@ -141,73 +147,127 @@ def small_cnn(info: DatasetInfo, width: int = 16) -> nn.Module:
     return nn.Sequential(_normalize(info), body, head)
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convolutions) with a 1x1 projection shortcut when shapes change."""
+class ZeroPadShortcut(nn.Module):
+    """He et al.'s parameter-free "option A" shortcut: keep every ``stride``-th pixel, append zero channels.
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+    As BSS codes it (``AvgPool2d(kernel_size=1, stride)`` then ``F.pad`` of the new channels after
+    the old ones), so a BSS ResNet's checkpoint computes the same function here.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
+        self.stride, self.extra = stride, c_out - c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, 0, self.extra))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016): relu(bn2(conv2(relu(bn1(conv1(x))))) + skip(x)).
+
+    When the shape changes the skip path is one of (identity otherwise, with no keys):
+
+    - ``"projection"``: 1x1 conv + BN named ``shortcut.0`` / ``shortcut.1`` (kuangliu/pytorch-cifar,
+      copied by ARD, RSLAD and MTARD's student);
+    - ``"downsample"``: the same projection named ``downsample.0`` / ``downsample.1`` (torchvision,
+      chenyaofo/pytorch-cifar-models: MTARD's clean ResNet-56 teacher);
+    - ``"zero-pad"``: :class:`ZeroPadShortcut`, no parameters (BSS's ResNet-8).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, shortcut: str = "projection"):
+        super().__init__()
+        if shortcut not in ("projection", "downsample", "zero-pad"):
+            raise ValueError(f"unknown shortcut {shortcut!r}: projection, downsample or zero-pad")
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut: nn.Module = nn.Identity()
+        skip: nn.Module | None = None
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            skip = (ZeroPadShortcut(c_in, c_out, stride) if shortcut == "zero-pad" else
+                    nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+        self.skip_name = "downsample" if shortcut == "downsample" else "shortcut"
+        self.add_module(self.skip_name, skip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
+        skip = getattr(self, self.skip_name)
+        return torch.relu(out + (x if skip is None else skip(x)))
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet: 3x3 stem, stages of basic blocks, global average pool, linear head."""
+    """CIFAR-style ResNet with our Normalize layer in front, named as the papers' code names it.
 
-    def __init__(self, info: DatasetInfo, widths: Sequence[int], blocks: Sequence[int]):
+    3x3 stem ``conv1`` / ``bn1``, stages ``layer1..N`` of :class:`BasicBlock` (the first block of
+    every stage after the first halves the size), global average pool, linear head named
+    ``head`` (``"linear"`` in kuangliu's and BSS's code, ``"fc"`` in torchvision's and chenyaofo's).
+    The pool is adaptive so 28x28 and 8x8 inputs fit too; on 32x32 inputs it is the references'
+    ``F.avg_pool2d(out, 4)`` (ResNet-18) / ``avg_pool2d(out, 8)`` (BSS) / ``AdaptiveAvgPool2d``.
+    """
+
+    def __init__(self, info: DatasetInfo, widths: Sequence[int], blocks: Sequence[int],
+                 shortcut: str = "projection", head: str = "linear"):
         super().__init__()
-        c = info.input_shape[0]
         self.normalize = _normalize(info)
-        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
-        stages, c_in = [], widths[0]
-        for i, (width, n) in enumerate(zip(widths, blocks)):
-            for j in range(n):
-                stages.append(BasicBlock(c_in, width, stride=2 if (i > 0 and j == 0) else 1))
-                c_in = width
-        self.stages = nn.Sequential(*stages)
+        self.conv1 = nn.Conv2d(info.input_shape[0], widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        c_in = widths[0]
+        for i, (width, n) in enumerate(zip(widths, blocks), start=1):
+            stage = [BasicBlock(c_in if j == 0 else width, width, 2 if (i > 1 and j == 0) else 1, shortcut)
+                     for j in range(n)]
+            self.add_module(f"layer{i}", nn.Sequential(*stage))
+            c_in = width
+        self.n_stages, self.head = len(widths), head
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, info.num_classes)
+        self.add_module(head, nn.Linear(c_in, info.num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(self.normalize(x)))
-        return self.fc(self.pool(x).flatten(1))
+        out = torch.relu(self.bn1(self.conv1(self.normalize(x))))
+        for i in range(1, self.n_stages + 1):
+            out = getattr(self, f"layer{i}")(out)
+        return getattr(self, self.head)(self.pool(out).flatten(1))
 
 
-@register_model("resnet8", "CIFAR ResNet-8 (16-32-64, 1 block per stage), BSS's student")
+@register_model("resnet8", "CIFAR ResNet-8 (16-32-64, 1 block per stage, zero-padding shortcuts), BSS's student")
 def resnet8(info: DatasetInfo) -> nn.Module:
-    """CIFAR ResNet-8: widths 16-32-64, one basic block per stage."""
+    """ResNet-8 as BSS trains it (``ResNet8`` in bhheo/BSS_distillation ``models/resnet.py``).
+
+    Widths 16-32-64, one basic block per stage, parameter-free zero-padding shortcuts
+    ("option A"), head ``linear``.
+    """
     _require_image("resnet8", info)
-    return ResNet(info, (16, 32, 64), (1, 1, 1))
+    return ResNet(info, (16, 32, 64), (1, 1, 1), shortcut="zero-pad", head="linear")
 
 
-@register_model("resnet20", "CIFAR ResNet-20 (16-32-64, 3 blocks per stage)")
+@register_model("resnet20", "CIFAR ResNet-20 (16-32-64, 3 blocks per stage), chenyaofo/pytorch-cifar-models names")
 def resnet20(info: DatasetInfo) -> nn.Module:
-    """CIFAR ResNet-20: widths 16-32-64, three basic blocks per stage."""
+    """ResNet-20 as chenyaofo/pytorch-cifar-models defines it (``cifar10_resnet20``; its released weights load).
+
+    Widths 16-32-64, three basic blocks per stage, 1x1 projection ``downsample`` shortcuts, head ``fc``.
+    """
     _require_image("resnet20", info)
-    return ResNet(info, (16, 32, 64), (3, 3, 3))
+    return ResNet(info, (16, 32, 64), (3, 3, 3), shortcut="downsample", head="fc")
 
 
-@register_model("resnet18", "ResNet-18 for 32x32 inputs (64-128-256-512), MTARD's student")
+@register_model("resnet18", "ResNet-18 for 32x32 inputs (64-128-256-512), the ARD / RSLAD / MTARD student")
 def resnet18(info: DatasetInfo) -> nn.Module:
-    """ResNet-18 with a 3x3 stem for small images: widths 64-128-256-512, two blocks per stage."""
+    """ResNet-18 as kuangliu/pytorch-cifar defines it, which ARD, RSLAD and MTARD copy for their student.
+
+    3x3 stem, widths 64-128-256-512, two basic blocks per stage, 1x1 projection ``shortcut``s, head ``linear``.
+    """
     _require_image("resnet18", info)
-    return ResNet(info, (64, 128, 256, 512), (2, 2, 2, 2))
+    return ResNet(info, (64, 128, 256, 512), (2, 2, 2, 2), shortcut="projection", head="linear")
 
 
 @register_model("resnet56", "CIFAR ResNet-56 (16-32-64, 9 blocks per stage), MTARD's clean teacher")
 def resnet56(info: DatasetInfo) -> nn.Module:
-    """CIFAR ResNet-56: widths 16-32-64, nine basic blocks per stage (MTARD's clean CIFAR-10 teacher)."""
+    """ResNet-56 as MTARD's clean CIFAR-10 teacher (chenyaofo/pytorch-cifar-models ``cifar10_resnet56``).
+
+    Widths 16-32-64, nine basic blocks per stage, 1x1 projection ``downsample`` shortcuts, head ``fc``.
+    """
     _require_image("resnet56", info)
-    return ResNet(info, (16, 32, 64), (9, 9, 9))
+    return ResNet(info, (16, 32, 64), (9, 9, 9), shortcut="downsample", head="fc")
 
 
 class WideBasicBlock(nn.Module):
@@ -243,8 +303,10 @@ class WideStage(nn.Module):
 class WideResNet(nn.Module):
     """WideResNet-depth-k (Zagoruyko & Komodakis 2016) as TRADES trains it, with our Normalize layer in front.
 
-    Parameter names follow the TRADES code (``conv1``, ``block1..3.layer.i.{bn1,conv1,bn2,conv2,convShortcut}``,
-    ``bn1``, ``fc``), so the public TRADES WRN-34-10 checkpoint loads into it (its unused ``sub_block1`` dropped).
+    Parameter names follow the TRADES code (``models/wideresnet.py``, copied unchanged by ARD, RSLAD and
+    MTARD: ``conv1``, ``block1..3.layer.i.{bn1,conv1,bn2,conv2,convShortcut}``, ``bn1``, ``fc``), so the
+    public TRADES WRN-34-10 checkpoint loads into it (its unused ``sub_block1`` dropped) and computes the
+    same logits (the reference's ``avg_pool2d(out, 8)`` is this global pool on 32x32 inputs).
     """
 
     def __init__(self, info: DatasetInfo, depth: int = 34, widen: int = 10):
