@@ -130,9 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--runs-dir", default="runs")
     sw.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    r = sub.add_parser("runs", help="list the runs in a runs folder")
+    r = sub.add_parser("runs", help="list the runs in a runs folder; `runs import CKPT ...` adds a model trained "
+                                    "elsewhere")
     r.add_argument("--runs-dir", default="runs")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r_sub = r.add_subparsers(dest="runs_command", metavar="{import}")
+    ri = r_sub.add_parser("import", help="import a checkpoint trained elsewhere as a run (listed, evaluable, usable "
+                                         "as a teacher)")
+    ri.add_argument("checkpoint", help="a .pt/.pth file: a state dict, or {'state_dict'|'model'|'net': ...}; "
+                                       "loaded with weights_only=True (pickled code is refused)")
+    ri.add_argument("--model", required=True, metavar="ARCH", help="its architecture (`python -m distill_core models`)")
+    ri.add_argument("--dataset", required=True, help="the dataset it was trained on")
+    ri.add_argument("--name", default=None, help="your name for it; also the run folder's name")
+    ri.add_argument("--runs-dir", default="runs")
+    ri.add_argument("--data-root", default=None, help="where the dataset's files are (to measure clean accuracy)")
+    ri.add_argument("--n", type=int, default=1000,
+                    help="measure clean accuracy on the first N test images when the dataset is here (0: skip)")
 
     e = sub.add_parser("eval", help="clean test accuracy of a run; --robust: its robust accuracy (AutoAttack)")
     e.add_argument("run", help="a run folder")
@@ -392,6 +405,9 @@ def cmd_sweep(args) -> int:
 def cmd_runs(args) -> int:
     from .runs import list_runs
 
+    if args.runs_command == "import":
+        return cmd_runs_import(args)
+
     runs = list_runs(args.runs_dir)
     if args.json:
         print(json.dumps([r.row() for r in runs], indent=2))
@@ -411,6 +427,27 @@ def cmd_runs(args) -> int:
             print(f"    broken: {r.error}")
         elif r.interrupted:
             print(f"    interrupted: {r.interrupted}")
+    return EXIT_OK
+
+
+def cmd_runs_import(args) -> int:
+    from .model_import import ModelImportError, import_checkpoint
+    from .runs import read_run
+
+    if not Path(args.checkpoint).is_file():
+        raise UsageError(f"no checkpoint file at {args.checkpoint}")
+    try:
+        path = import_checkpoint(args.checkpoint, args.model, args.dataset, args.runs_dir, name=args.name,
+                                 n_eval=max(args.n, 0), data_root=args.data_root)
+    except ModelImportError as e:
+        raise UsageError(str(e)) from None
+    run = read_run(path)
+    acc = run.summary.get("test_accuracy")
+    measured = (f"clean accuracy {acc:.2%} on the first {run.summary['eval_samples']} test images"
+                if acc is not None else f"not measured ({args.dataset}'s files are not under the data root)")
+    print(f"imported {args.checkpoint} as run {path} ({args.model} on {args.dataset}, normalisation: "
+          f"{run.config['imported']['normalization']}); {measured}")
+    print(f"next: `python -m distill_core eval {path} --robust` measures its robust accuracy (AutoAttack)")
     return EXIT_OK
 
 

@@ -137,6 +137,20 @@ def dataset_info(name: str, root: str | os.PathLike | None = None, **options) ->
     return load_dataset(name, "test", root, **options)[1]
 
 
+def registered_info(name: str) -> DatasetInfo:
+    """A dataset's :class:`DatasetInfo` from the registry alone, without reading any data: shape, classes and
+    eps as registered, mean 0 and std 1 (the identity normalisation). For a model whose normalisation comes
+    from its checkpoint (an imported model); a model *trained* here is normalised with :func:`dataset_info`.
+    Raises ``ValueError`` for an unknown name (and for the 2-D toys, whose class count depends on options)."""
+    entry = _entry(name)
+    if entry.class_names is None:
+        raise ValueError(f"dataset {name!r} has no fixed classes")
+    channels = entry.shape[0]     # image channels, or the 2 coordinates of a point
+    return DatasetInfo(name=name, input_shape=entry.shape, num_classes=len(entry.class_names),
+                       class_names=entry.class_names, mean=(0.0,) * channels, std=(1.0,) * channels,
+                       embedded=entry.embedded, description=entry.description, default_eps=entry.default_eps)
+
+
 def _make_info(name: str, entry: _Entry, x_tr: np.ndarray, y_tr: np.ndarray) -> DatasetInfo:
     axes = (0, 2, 3) if x_tr.ndim == 4 else (0,)
     mean = tuple(round(float(v), 6) for v in x_tr.mean(axis=axes))
@@ -150,6 +164,53 @@ def _make_info(name: str, entry: _Entry, x_tr: np.ndarray, y_tr: np.ndarray) -> 
 
 def _data_root(root: str | os.PathLike | None) -> Path:
     return Path(root or os.environ.get("DISTILL_DATA", "data")).expanduser()
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where the on-disk sets are read from: ``root``, else ``$DISTILL_DATA``, else ``./data``."""
+    return _data_root(root)
+
+
+def _files_needed(name: str, root: Path) -> list[list[Path]]:
+    """For an on-disk set, the files it needs under ``root``: each inner list holds alternatives
+    (a file or its ``.gz``); the set is present when one of each is there."""
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        return [[folder / f] for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]]
+    raw = root / _MNIST_FOLDERS[name] / "raw"
+    return [[raw / f, raw / f"{f}.gz"] for split in SPLITS for f in _MNIST_FILES[split]]
+
+
+def files_present(name: str, root: str | os.PathLike | None = None) -> bool:
+    """True when dataset ``name`` can be loaded without a download: embedded, or its files are all under the
+    data root (existence only; nothing is read, so this is cheap enough for every page draw)."""
+    if _entry(name).embedded:
+        return True
+    return all(any(p.is_file() for p in alternatives) for alternatives in _files_needed(name, _data_root(root)))
+
+
+def available_datasets(root: str | os.PathLike | None = None) -> list[str]:
+    """The datasets that load here without a download: every embedded one, then the on-disk sets whose files
+    are under the data root (:func:`data_root`)."""
+    return [n for n in _DATASETS if files_present(n, root)]
+
+
+def where_to_put(name: str, root: str | os.PathLike | None = None) -> str:
+    """One sentence: where an on-disk set's files go under the data root and the command that fetches them."""
+    root = _data_root(root)
+    layout = {"cifar10": f"{root}/cifar-10-batches-py/{{data_batch_1..5,test_batch}}"}.get(
+        name, f"{root}/{_MNIST_FOLDERS.get(name, '?')}/raw/*-ubyte[.gz]")
+    return f"{layout} (`python -m distill_core download {name} --data-root {root}`)"
+
+
+def subsample(dataset: TensorDataset, n: int, seed: int = 0) -> TensorDataset:
+    """A seeded, stratified subset of about ``n`` samples of ``dataset`` (all of it when it is not larger),
+    in the original order, so an index into it means the same image on every call."""
+    y = dataset.tensors[1].numpy()
+    if n >= len(y):
+        return dataset
+    keep = np.sort(stratified_indices(y, n / len(y), seed))
+    return TensorDataset(*(t[torch.as_tensor(keep)] for t in dataset.tensors))
 
 
 def register_dataset(name: str, shape: tuple[int, ...], class_names: tuple[str, ...] | None, embedded: bool,
@@ -289,6 +350,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 _MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_MNIST_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 def _missing(name: str, root: Path, hint: str) -> DatasetNotFoundError:

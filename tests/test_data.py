@@ -1,8 +1,6 @@
 """Dataset registry: shapes, ranges, stratified seeded splits, and the on-disk readers."""
 
-import gzip
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -10,11 +8,17 @@ import torch
 
 from distill_core.data import (
     DatasetNotFoundError,
+    available_datasets,
+    files_present,
     list_datasets,
     load_dataset,
     read_idx,
+    registered_info,
     stratified_indices,
+    subsample,
+    where_to_put,
 )
+from tests._data_files import write_cifar, write_mnist
 
 EMBEDDED = ["moons", "circles", "spirals", "blobs", "digits", "mnist-5k"]
 
@@ -90,32 +94,9 @@ def test_unknown_dataset_names_choices():
 # ------------------------------------------------------------------ on-disk formats
 
 
-def _write_idx(path, array: np.ndarray, gz: bool = False):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.write_bytes(data)
-
-
-def _write_mnist(root, folder, n_train=12, n_test=6, gz=False):
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        y = np.arange(n, dtype=np.uint8) % 10
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", x, gz)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", y, gz)
-        arrays[prefix] = (x, y)
-    return arrays
-
-
 @pytest.mark.parametrize("name,folder,gz", [("mnist", "MNIST", False), ("fashion-mnist", "FashionMNIST", True)])
 def test_mnist_like_reads_idx_files(tmp_path, name, folder, gz):
-    arrays = _write_mnist(tmp_path, folder, gz=gz)
+    arrays = write_mnist(tmp_path, folder, gz=gz)
     train, info = load_dataset(name, "train", root=tmp_path)
     test, _ = load_dataset(name, "test", root=tmp_path)
     assert train.tensors[0].shape == (12, 1, 28, 28) and len(test) == 6
@@ -127,37 +108,22 @@ def test_mnist_like_reads_idx_files(tmp_path, name, folder, gz):
 
 def test_torchvision_reads_our_idx_files_the_same(tmp_path):
     torchvision = pytest.importorskip("torchvision")
-    _write_mnist(tmp_path, "MNIST")
+    write_mnist(tmp_path, "MNIST")
     tv = torchvision.datasets.MNIST(str(tmp_path), train=False, download=False)
     ours, _ = load_dataset("mnist", "test", root=tmp_path)
     assert torch.equal((ours.tensors[0][:, 0] * 255).round().to(torch.uint8), tv.data)
 
 
 def test_truncated_idx_file_is_a_clear_error(tmp_path):
-    _write_mnist(tmp_path, "MNIST")
+    write_mnist(tmp_path, "MNIST")
     f = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     f.write_bytes(f.read_bytes()[:-100])
     with pytest.raises(ValueError, match="expected"):
         read_idx(f)
 
 
-def _write_cifar(root, n=4):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, n)]
-        with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name.encode(), "labels": labels, "data": data,
-                         "filenames": [b"x.png"] * n}, f, protocol=2)
-        batches[name] = (data, labels)
-    return batches
-
-
 def test_cifar10_reads_python_batches(tmp_path):
-    batches = _write_cifar(tmp_path)
+    batches = write_cifar(tmp_path)
     train, info = load_dataset("cifar10", "train", root=tmp_path)
     test, _ = load_dataset("cifar10", "test", root=tmp_path)
     assert train.tensors[0].shape == (20, 3, 32, 32) and test.tensors[0].shape == (4, 3, 32, 32)
@@ -185,3 +151,30 @@ def test_cifar_reader_refuses_code_in_pickles(tmp_path):
 def test_missing_files_without_download_say_how_to_get_them(tmp_path, name):
     with pytest.raises(DatasetNotFoundError, match="download"):
         load_dataset(name, "train", root=tmp_path / "empty", download=False)
+
+
+def test_available_datasets_are_the_embedded_ones_and_those_on_disk(tmp_path):
+    assert available_datasets(tmp_path) == EMBEDDED
+    write_mnist(tmp_path, "FashionMNIST", gz=True)
+    write_cifar(tmp_path)
+    assert available_datasets(tmp_path) == EMBEDDED + ["fashion-mnist", "cifar10"]
+    assert files_present("fashion-mnist", tmp_path) and not files_present("mnist", tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()      # one file missing: not offered
+    assert "cifar10" not in available_datasets(tmp_path)
+    assert "cifar-10-batches-py" in where_to_put("cifar10", tmp_path) and "download cifar10" in where_to_put("cifar10")
+
+
+def test_subsample_is_seeded_stratified_and_in_order():
+    data, _ = load_dataset("mnist-5k", "test")
+    part = subsample(data, 200, seed=0)
+    assert len(part) == 200 and torch.equal(part.tensors[0], subsample(data, 200, seed=0).tensors[0])
+    assert torch.bincount(part.tensors[1]).tolist() == [20] * 10
+    first = part.tensors[0][0]
+    assert any(torch.equal(first, x) for x in data.tensors[0][:50])       # kept in the original order
+    assert subsample(data, 5000) is data
+
+
+def test_registered_info_needs_no_files():
+    info = registered_info("cifar10")
+    assert info.input_shape == (3, 32, 32) and info.num_classes == 10 and info.mean == (0.0,) * 3
+    assert abs(info.default_eps - 8 / 255) < 1e-12 and info.class_names[0] == "airplane"
