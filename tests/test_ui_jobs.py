@@ -3,7 +3,9 @@
 one job whose runs are measured (AutoAttack) in the worker."""
 
 import os
+import sys
 import time
+import types
 
 import pytest
 import torch
@@ -39,9 +41,17 @@ def jobs():
         job.join(TIMEOUT)
 
 
-def test_job_runs_to_done_and_saves_its_run(runs_dir, jobs):
+def test_job_runs_to_done_and_saves_its_run(runs_dir, jobs, tmp_path, monkeypatch):
+    # Streamlit runs its script as __main__; spawn would re-run that file in the worker. One that fails outside
+    # Streamlit (AppTest.from_function writes such a script) must not kill the worker.
+    script = tmp_path / "streamlit_script.py"
+    script.write_text("raise SystemExit('this script must not run in the worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
     job = TrainingJob([_moons(epochs=2)], runs_dir)
     jobs.append(job.start())
+    assert sys.modules["__main__"] is fake_main
     assert job.join(TIMEOUT)
     snap = job.snapshot()
     assert snap.status == "done" and snap.finished and snap.progress() == 1.0 and snap.eta_s() is None

@@ -27,11 +27,14 @@ included, sees the running jobs with their progress and Stop::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue as queue_module
+import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -169,6 +172,28 @@ def _death_message(exitcode: int | None) -> str:
     return f"the training process ended unexpectedly (exit code {exitcode}) before the run finished"
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_not_rerun():
+    """Start a spawned process without it re-running the parent's ``__main__`` script.
+
+    *spawn* re-executes the file of ``sys.modules["__main__"]`` in the child (as ``__mp_main__``).
+    Streamlit puts the script it is running there (``app.py``, or under AppTest a page file or a
+    generated script that fails outside Streamlit), which the worker does not need: it imports
+    :func:`ui.worker.work` by name. So ``__main__`` is a bare module while the process starts.
+    """
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
 @dataclass
 class TrainingJob:
     """One training job (one or several stages) in a worker process.
@@ -243,7 +268,8 @@ class TrainingJob:
                                           name=f"train-{self.id}", daemon=True)
             self._reader = threading.Thread(target=self._read, args=(q,), name=f"train-{self.id}-events", daemon=True)
         try:
-            self._process.start()
+            with _main_not_rerun():
+                self._process.start()
         except Exception as e:  # noqa: BLE001 - e.g. no process can be started: the job ends with the reason
             with self._lock:
                 self._status, self._message, self._ended = "error", f"could not start the worker: {e}", time.time()
