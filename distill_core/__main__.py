@@ -447,6 +447,9 @@ def cmd_runs_import(args) -> int:
                 if acc is not None else f"not measured ({args.dataset}'s files are not under the data root)")
     print(f"imported {args.checkpoint} as run {path} ({args.model} on {args.dataset}, normalisation: "
           f"{run.config['imported']['normalization']}); {measured}")
+    if run.summary.get("learned") is False:
+        print("warning: that is chance level: either it is not trained, or its code normalised the inputs in the "
+              "data loader (the lab feeds [0, 1] pixels to a model without a normalisation layer)", file=sys.stderr)
     print(f"next: `python -m distill_core eval {path} --robust` measures its robust accuracy (AutoAttack)")
     return EXIT_OK
 

@@ -33,6 +33,7 @@ from .checkpoints import CheckpointError, fit_state_dict, read_state_dict
 from .data import DatasetInfo, files_present, list_datasets, load_dataset, registered_info
 from .models import Normalize, build_model, list_models
 from .runs import create_run, new_run_name
+from .train import did_not_learn, evaluate_accuracy
 
 IMPORTED = "imported"                       # the ``method`` an imported run records
 NAME_PATTERN = re.compile(r"[^A-Za-z0-9._-]+")
@@ -138,9 +139,10 @@ def import_checkpoint(source: str | os.PathLike | bytes | IO[bytes], arch: str, 
     writer = create_run(runs_dir, config, folder or new_run_name(config))
     writer.save_model(model)
     accuracy, n = _accuracy(model, dataset, n_eval, data_root)
+    chance = 1.0 / info.num_classes
     writer.finish({"status": "done", "epochs": None, "test_accuracy": accuracy, "eval_samples": n,
-                   "reason": f"imported from {label} (sha256 {digest[:12]})", "learned": None,
-                   "chance_accuracy": 1.0 / info.num_classes})
+                   "reason": f"imported from {label} (sha256 {digest[:12]})", "chance_accuracy": chance,
+                   "learned": None if accuracy is None else not did_not_learn(accuracy, chance)})
     return writer.path
 
 
@@ -148,7 +150,6 @@ def _accuracy(model: torch.nn.Module, dataset: str, n: int, root) -> tuple[float
     """Clean accuracy on the first ``n`` test images, when ``n`` > 0 and the dataset's files are here."""
     if n <= 0 or not files_present(dataset, root):
         return None, None
-    from .train import evaluate_accuracy
 
     test, _ = load_dataset(dataset, "test", root)
     n = min(n, len(test))

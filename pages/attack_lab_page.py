@@ -20,7 +20,8 @@ from distill_core.plots.attacks import (
 )
 from distill_core.plots.data import image_grid_figure
 from distill_core.runs import RunError
-from ui.common import dataset, get_model, init_state, pick_models
+from ui.charts import show_chart
+from ui.common import dataset, get_model, init_state, pick_models, test_set_note
 
 try:  # a custom component: if it cannot load, the page still works without the Draw option
     from streamlit_drawable_canvas import st_canvas
@@ -87,6 +88,7 @@ if not info.is_image:
     st.info(f"The attack lab works on images; {ds} is a 2-D dataset, so mnist-5k is used here.")
     ds = "mnist-5k"
     data, info = dataset(ds, "test")
+test_set_note(ds)
 st.markdown(
     "Pick one image, one or more models and an attack. The model chosen under **Attack this model** is attacked "
     "(white box); the adversarial image is then shown to the other models too (transfer). Every attack clips to "
@@ -113,9 +115,13 @@ with c_in:
     elif source == "Upload":
         file = st.file_uploader("A PNG or JPEG image", type=["png", "jpg", "jpeg"], key="atk_upload",
                                 help=f"At most {MAX_BYTES // 2**20} MB and 40 megapixels. It is converted to "
-                                     f"{info.name}'s shape: grey, resized, values in [0, 1].")
-        invert = st.radio("Invert", ["auto", "yes", "no"], horizontal=True, key="atk_invert",
-                          help=f"{info.name} digits are white on black; 'auto' inverts a mostly bright image.")
+                                     f"{info.name}'s shape ({'x'.join(map(str, info.input_shape))}: "
+                                     f"{'grey' if info.input_shape[0] == 1 else 'colour'}, fitted and resized, "
+                                     "values in [0, 1]).")
+        invert = "no"
+        if info.input_shape[0] == 1:
+            invert = st.radio("Invert", ["auto", "yes", "no"], horizontal=True, key="atk_invert",
+                              help=f"{info.name} digits are white on black; 'auto' inverts a mostly bright image.")
         if file is not None:
             try:
                 if file.size > MAX_BYTES:
@@ -143,7 +149,7 @@ with c_in:
 with c_prev:
     if x is not None:
         title = f"model input ({'x'.join(map(str, info.input_shape[1:]))})"
-        st.plotly_chart(image_grid_figure(x, [title], cols=1, height=220), key="atk_preview")
+        show_chart(image_grid_figure(x, [title], cols=1, height=220), ("attack-lab", ds, "input"), key="atk_preview")
 
 # ------------------------------------------------------------------ models and attack
 
@@ -269,26 +275,30 @@ elif res.gradient_zero:
     st.caption("The input gradient was exactly zero at the clean image, yet the attack succeeded (from its random "
                "start, or the image was already on the wrong side).")
 
-st.plotly_chart(attack_images_figure(res.x, res.x_adv), key="atk_images")
+eps = res.settings.get("eps")
+shot = ("attack-lab", stored["dataset"], stored["attack"], f"eps{eps:.3g}" if isinstance(eps, (int, float)) else "",
+        res.attacked)      # the charts' file names: page, dataset, attack, eps, attacked model
+show_chart(attack_images_figure(res.x, res.x_adv), (*shot, "images"), key="atk_images")
 b1, b2 = st.columns(2)
 with b1:
     st.subheader("Probabilities before and after")
-    st.plotly_chart(probability_bars_figure(p_before, p_after, names, res.y, res.target), key="atk_bars")
+    show_chart(probability_bars_figure(p_before, p_after, names, res.y, res.target), (*shot, "probabilities"),
+               key="atk_bars")
 with b2:
     st.subheader("Trajectory")
-    st.plotly_chart(trajectory_figure(res.series, names, done.objective if done else "attack loss"),
-                    key="atk_trajectory")
+    show_chart(trajectory_figure(res.series, names, done.objective if done else "attack loss"),
+               (*shot, "trajectory"), key="atk_trajectory")
 s1, s2 = st.columns(2)
 with s1:
     st.subheader("Saliency before and after")
-    st.plotly_chart(saliency_pair_figure(*res.saliency, titles=(f"before: |d Z_{names[pred_before]} / dx|",
-                                                                    f"after: |d Z_{names[pred_after]} / dx|")),
-                    key="atk_saliency")
+    show_chart(saliency_pair_figure(*res.saliency, titles=(f"before: |d Z_{names[pred_before]} / dx|",
+                                                               f"after: |d Z_{names[pred_after]} / dx|")),
+               (*shot, "saliency"), key="atk_saliency")
     st.caption("captum Saliency (Simonyan et al. 2014): the gradient magnitude of the predicted class's logit, "
                "each map scaled to its own maximum.")
 with s2:
     st.subheader("Transfer to the other models")
     rows = res.transfer_rows(names)
-    st.plotly_chart(transfer_figure(rows), key="atk_transfer")
+    show_chart(transfer_figure(rows), (*shot, "transfer"), key="atk_transfer")
     st.dataframe([{k: v for k, v in r.items() if not k.startswith("p_true")} for r in rows], hide_index=True,
                  key="atk_transfer_table")

@@ -18,6 +18,7 @@ from distill_core.papers import bss as papers_bss
 from distill_core.papers.bss import METHOD_NAMES, METRIC_NAMES, bss_paths, bss_toward_each_class, bss_vs_kd_caption
 from distill_core.plots.boundary import boundary_figure, bss_image_figure
 from distill_core.runs import RunError
+from ui.charts import show_chart
 from ui.common import ModelRef, available_models, dataset, get_model, init_state, model_for
 
 POINTS_SET = "moons"
@@ -132,9 +133,9 @@ else:
     t_grid = _grid(t_ref.cache_key)
     pts = (x_all.numpy(), y_all.numpy())
     left, right = st.columns([3, 2])
-    left.plotly_chart(boundary_figure(t_grid, info.num_classes, pts, names, paths=paths, step=step,
-                                      title=f"Teacher ({t_ref.label}): BSS paths, step {step} of {MAX_STEPS}"),
-                      key="bd_teacher_fig")
+    show_chart(boundary_figure(t_grid, info.num_classes, pts, names, paths=paths, step=step,
+                               title=f"Teacher ({t_ref.label}): BSS paths, step {step} of {MAX_STEPS}"),
+               ("boundary", POINTS_SET, "teacher", t_ref.label, f"step{step}"), key="bd_teacher_fig", container=left)
     with right:
         st.markdown("**The paths**: white circle = base point, star = the BSS at this step, coloured by its "
                     "target class. The map is the teacher's p(class); white is its boundary.")
@@ -158,9 +159,9 @@ else:
             except (RunError, OSError, ValueError) as e:
                 st.error(f"Could not evaluate {ref.label}: {e}")
                 continue
-            st.plotly_chart(boundary_figure(s_grid, info.num_classes, pts, names, paths=paths, step=step,
-                                            teacher_grid=t_grid, title=ref.label, height=380),
-                            key=f"bd_{tag}_fig")
+            show_chart(boundary_figure(s_grid, info.num_classes, pts, names, paths=paths, step=step,
+                                       teacher_grid=t_grid, title=ref.label, height=380),
+                       ("boundary", POINTS_SET, tag, ref.label, f"step{step}"), key=f"bd_{tag}_fig")
             a, b, c = st.columns(3)
             a.metric("MagSim", f"{sim['mag_sim']:.3f}", help="mean min(|v_t|,|v_s|)/max(|v_t|,|v_s|) of BSS "
                      "perturbations from the same points: 1 = the boundaries are as far away.")
@@ -234,7 +235,7 @@ def _shipped_study() -> None:
                 f"{', '.join(map(str, study['seeds']))} (initial weights, batch order and the subset of the data) on "
                 "all of the training split and on a stratified share of it, from the same teacher; a smaller share "
                 "trains as many optimiser steps (more epochs). Measured on the whole test split.")
-    st.plotly_chart(_study_figure(study), key="bd_study_fig")
+    show_chart(_study_figure(study), ("boundary", "kd-vs-bss", study["dataset"]), key="bd_study_fig")
     st.dataframe(table, hide_index=True, key="bd_study_table")
     st.caption(caption)
     st.caption(f"Command: `{study.get('command', papers_bss.BSS_MOONS_COMMAND)}`, {study.get('seconds', 0):.0f} s on "
@@ -266,8 +267,8 @@ i1, i2 = st.columns([3, 1])
 img_index = i1.slider("Test image", 0, len(img_data) - 1, 0, key="bd_img")
 img_eta = i2.slider("η (image)", 0.05, 1.0, 0.3, step=0.05, key="bd_img_eta")
 res = _image_bss(img_index, float(img_eta))
-st.plotly_chart(bss_image_figure(img_data.tensors[0][img_index].numpy(), res, list(img_info.class_names)),
-                key="bd_image_fig")
+show_chart(bss_image_figure(img_data.tensors[0][img_index].numpy(), res, list(img_info.class_names)),
+           ("boundary", IMAGE_SET, f"image{img_index}", f"eta{img_eta:g}"), key="bd_image_fig")
 crossed = int(np.sum(res["landed"] != res["base"]))
 st.caption(f"Teacher: {IMAGE_TEACHER}. Each BSS walks from the image towards one class for at most {MAX_STEPS} "
            f"steps; {crossed} of {len(res['targets'])} crossed the boundary (title: the class the teacher now gives "

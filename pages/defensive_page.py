@@ -38,7 +38,18 @@ from distill_core.reproduce import expectation_status
 from distill_core.runs import RunError, list_runs
 from distill_core.train import Event
 from distill_core.zoo import list_zoo
-from ui.common import available_models, dataset, get_model, init_state, runs_dir, zoo_model
+from ui.charts import show_chart
+from ui.common import (
+    app_datasets,
+    available_models,
+    cpu_time_note,
+    dataset,
+    get_model,
+    init_state,
+    runs_dir,
+    test_set_note,
+    zoo_model,
+)
 from ui.jobs import JOBS, TASKS, BackgroundTask, ReproductionRun, TrainingJob
 from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message, page_job
 
@@ -62,7 +73,12 @@ st.markdown(
 
 st.header("1 · Train a teacher and its student at T")
 c1, c2, c3 = st.columns([1, 2, 1])
-ds_name = c1.radio("Dataset", ["mnist-5k", "moons"], key="dd_dataset", horizontal=True)
+# The paper's MNIST (embedded), a 2-D set to see it on points, and the full image sets whose files are on disk.
+dd_sets = ["mnist-5k", "moons"] + [n for n in app_datasets() if n in ("mnist", "fashion-mnist", "cifar10")]
+if ss.get("dd_dataset") not in dd_sets:
+    ss.dd_dataset = "mnist-5k"
+ds_name = c1.radio("Dataset", dd_sets, key="dd_dataset", horizontal=True)
+break_ds = "mnist-5k" if ds_name == "moons" else ds_name    # step 3 attacks images
 T = c2.select_slider("Temperature T", options=list(PAPERNOT_TEMPERATURES), value=int(DEFAULT_T), key="dd_T",
                      help=f"The paper sweeps T in {{1, 2, 5, 10, 20, 30, 40, 50, 100}}; the default here is "
                           f"{DEFAULT_T:g}, the temperature at which the paper's JSMA success fell to 0.45 %.")
@@ -75,6 +91,8 @@ st.dataframe(pd.DataFrame([{"stage": i, "role": role, "method": s.method, "model
                             "optimiser": f"{s.train.optimizer} lr {s.train.lr:g}, batch {s.train.batch_size}"}
                            for i, (role, s) in enumerate(zip(stage_roles(specs), specs))]),
              hide_index=True, key="dd_specs")
+if ds_name not in ("mnist-5k", "moons"):
+    cpu_time_note(dataset(ds_name, "test")[1])
 st.caption("Stage 0 trains the teacher on the labels with CE(softmax(Z/T), y); stage 1 trains a student of the same "
            "architecture on the soft labels of stage 0's teacher, softmax(Z_teacher/T), at the same T. Deployed, the "
            "student uses softmax(Z): its logits are about T times larger than an undistilled model's.")
@@ -122,7 +140,8 @@ def _show_job(job: TrainingJob) -> None:
         job_progress_row(job, snap, key="dd_stop", label=f"Training the {role}")
     roles = stage_roles(job.specs)
     series = {roles[i]: job.series(i, max_points=LIVE_POINTS) for i in range(min(snap.stage + 1, snap.stages))}
-    st.plotly_chart(training_figure(series), key="dd_training_chart")
+    show_chart(training_figure(series), ("defensive", "training", job.label), key="dd_training_chart",
+               svg=snap.finished)      # live: no SVG button while it redraws every second
     if snap.finished:
         if _trained(snap):
             accs = {roles[i]: job.series(i)["evals"]["test_accuracy"] for i in range(snap.stages)}
@@ -133,7 +152,7 @@ def _show_job(job: TrainingJob) -> None:
                    if accs.get("teacher") and accs.get("student") else "")
             st.success(f"Done in {fmt_s(snap.elapsed_s())}. {msg}. {gap} The student is saved as run "
                        f"`{snap.run_paths[-1].name}`"
-                       + (": step 3 below now attacks it." if job.specs[0].dataset == "mnist-5k" else "."))
+                       + (": step 3 below now attacks it." if job.specs[0].dataset != "moons" else "."))
         else:
             job_status_message(job, snap)
 
@@ -154,7 +173,7 @@ if job is not None:
     else:
         _show_job(job)
         snap = job.snapshot()
-        if _trained(snap) and snap.run_paths and job.specs[-1].dataset == "mnist-5k" \
+        if _trained(snap) and snap.run_paths and job.specs[-1].dataset == break_ds \
                 and ss.get("dd_handed_off") != job.id:
             ss.dd_handed_off = job.id                       # once per job: step 3 selects the new student
             ss.dd_select_run = snap.run_paths[-1].name
@@ -224,9 +243,9 @@ if results is not None:
                "Students deployed at T = 1; the diamond is the undistilled model.")
     g1, g2 = st.columns(2)
     has_truth = any(not math.isnan(r["robust_accuracy"]) for r in rows)   # sweeps before AutoAttack have none
-    g1.plotly_chart(sweep_figure(rows, highlight_T=float(T), baseline=base,
-                                 title="JSMA on the softmax vs T" + (", and the truth" if has_truth else "")),
-                    key="dd_sweep_fig")
+    show_chart(sweep_figure(rows, highlight_T=float(T), baseline=base,
+                            title="JSMA on the softmax vs T" + (", and the truth" if has_truth else "")),
+               ("defensive", "T-sweep", kind, "jsma"), key="dd_sweep_fig", container=g1)
     if has_truth:
         g1.caption("The paper's curve (JSMA success falling with T) next to the truth: **AutoAttack's robust "
                    "accuracy stays at the floor at every T**, while the apparent robustness a naive PGD on the "
@@ -235,15 +254,16 @@ if results is not None:
     else:
         g1.caption("This run predates the AutoAttack measurement: rerun the reproduction to see the true robust "
                    "accuracy against T beside the paper's curve.")
-    g2.plotly_chart(confidence_figure(rows, highlight_T=float(T), title="Confidence and rho_adv vs T"),
-                    key="dd_conf_fig")
+    show_chart(confidence_figure(rows, highlight_T=float(T), title="Confidence and rho_adv vs T"),
+               ("defensive", "T-sweep", kind, "confidence"), key="dd_conf_fig", container=g2)
     temps = [r["T"] for r in rows]
     default_t = sorted({temps[0], temps[-1]} | ({float(T)} if float(T) in temps else set()))
     hist_t = st.multiselect("Temperatures in the histogram", temps, default=default_t, key="dd_hist_T",
                             format_func=lambda t: f"T = {t:g}")
-    st.plotly_chart(gradient_histogram_figure([r for r in rows if r["T"] in hist_t], highlight_T=float(T),
-                                              title="Adversarial gradient amplitude (softmax), log scale"),
-                    key="dd_grad_fig")
+    show_chart(gradient_histogram_figure([r for r in rows if r["T"] in hist_t], highlight_T=float(T),
+                                         title="Adversarial gradient amplitude (softmax), log scale"),
+               ("defensive", "T-sweep", kind, "gradients", "T" + "-".join(f"{t:g}" for t in hist_t)),
+               key="dd_grad_fig")
     st.caption("As T grows the deployed softmax saturates: its input gradient shrinks by tens of orders of magnitude "
                "and, in float32, becomes **exactly zero** for many images (the share is in the legend). JSMA on "
                "the softmax has nothing left to follow, so its success collapses while accuracy barely moves.")
@@ -268,9 +288,12 @@ st.markdown(
     "model and transferred, still get through. Press **Break it** to measure how far that holds for a model: the "
     "verdict beside the chart is read from the numbers of that run.")
 
-mnist_models = available_models("mnist-5k")
+mnist_models = available_models(break_ds)
+if break_ds != "mnist-5k":
+    st.caption(f"Step 3 attacks the {break_ds} models (step 1's dataset); pick mnist-5k there for the zoo's.")
+    test_set_note(break_ds)
 if not mnist_models:
-    st.warning("No mnist-5k model: build the zoo (`python -m distill_core zoo build`) or train one in step 1.")
+    st.warning(f"No {break_ds} model: build the zoo (`python -m distill_core zoo build`) or train one in step 1.")
     st.stop()
 run_configs = {str(r.path): r.config for r in list_runs(runs_dir())}
 
@@ -307,14 +330,16 @@ except (RunError, OSError, ValueError, KeyError) as e:
     st.stop()
 T_model = train_temperature(cfg) or 1.0
 st.caption(f"{_display(ref)}: {model_role(ref.method, T_model)} (method `{ref.method}`, trained at T = {T_model:g}). "
-           + ("" if UNDISTILLED in zoo_names else "The undistilled zoo model is missing: no transfer attack."))
+           + ("" if break_ds == "mnist-5k" and UNDISTILLED in zoo_names
+              else "No undistilled zoo model for this dataset: no transfer attack."))
 
 
 def _show_break(res: dict, title: str, key: str) -> None:
     """One Break-it result (the live one or the reproduction's): its bars, the verdict read from it, its table."""
     verdict = break_verdict(res)
     left, right = st.columns([3, 2])
-    left.plotly_chart(break_it_figure(res, title=title), key=f"{key}_fig")
+    show_chart(break_it_figure(res, title=title), ("defensive", "break-it", title), key=f"{key}_fig",
+               container=left)
     with right:
         zg = res["zero_grad"]
         m1, m2 = st.columns(2)
@@ -333,7 +358,7 @@ def _show_break(res: dict, title: str, key: str) -> None:
 
 def _break_work(target, target_info, T: float, n: int, cw_l2: bool, source, settings: tuple, title: str):
     """Break it as a background task (no streamlit in it): returns what the page shows, also after leaving it."""
-    data, _ = dataset("mnist-5k", "test")
+    data, _ = dataset(break_ds, "test")
     x, y = data.tensors
     run = defensive.break_defensive
 
@@ -355,7 +380,8 @@ if st.button("Break it", key="dd_break", type="primary", disabled=busy,
              help="Runs in the background: leave the page and come back, the result waits here."):
     ss.dd_break_shown = settings
     if settings not in cache:
-        source = zoo_model(UNDISTILLED)[0] if UNDISTILLED in zoo_names and ref.key != UNDISTILLED else None
+        source = (zoo_model(UNDISTILLED)[0] if break_ds == "mnist-5k" and UNDISTILLED in zoo_names
+                  and ref.key != UNDISTILLED else None)
         title = f"Attack success on {_display(ref)} (T = {T_model:g})"
         task = TASKS.add(BackgroundTask(f"Break it on {_display(ref)}, {n_break} images",
                                         _break_work(model, info, T_model, n_break, with_cw_l2, source, settings,

@@ -8,6 +8,7 @@ from distill_core.lab.tradeoff import tradeoff_rows
 from distill_core.plots.data import dataset_preview_figure
 from distill_core.plots.tradeoff import tradeoff_figure
 from distill_core.zoo import list_zoo
+from ui.charts import show_chart
 from ui.common import dataset, init_state
 from ui.navigation import START_HERE, page
 
@@ -25,7 +26,8 @@ with left:
     if zoo:
         shown = zoo[0]["dataset"]
         rows = [{**r, "name": r["label"]} for r in tradeoff_rows(zoo, [])]
-        st.plotly_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), key="home_tradeoff")
+        show_chart(tradeoff_figure(rows, f"The trade-off on {shown}: every zoo model"), ("home", "tradeoff", shown),
+                   key="home_tradeoff")
         masked = [r["name"] for r in rows if r["gap_shown"] and r["masked"]]
         overstated = [r["name"] for r in rows if r["gap_shown"] and not r["masked"]]
         attack = next((r["robust_attack"] for r in rows if r["robust"] is not None), "not evaluated")
@@ -57,5 +59,6 @@ cols = st.columns(3)
 for col, name in zip(cols, ("mnist-5k", "digits", "moons")):
     data, info = dataset(name, "test")
     with col:
-        st.plotly_chart(dataset_preview_figure(data.tensors[0], data.tensors[1], info), key=f"preview_{name}")
+        show_chart(dataset_preview_figure(data.tensors[0], data.tensors[1], info), ("home", "preview", name),
+                   key=f"preview_{name}")
         st.caption(f"**{name}**: {info.description}")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from distill_core.data import list_datasets
 from distill_core.lab.sweeps import SHIPPED_SWEEPS, sweep_curves
 from distill_core.lab.tradeoff import evaluate_run_robustness, percent_table, tradeoff_rows
 from distill_core.methods import get_method
@@ -18,7 +17,8 @@ from distill_core.runs import RunError, list_runs, read_run
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
-from ui.common import dataset_with_info, init_state, pick_models, runs_dir
+from ui.charts import show_chart
+from ui.common import app_datasets, cpu_time_note, dataset_with_info, init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TrainingJob
 from ui.widgets import IDLE_POLL_S, LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message, page_job
 
@@ -59,11 +59,12 @@ st.latex(r"\mathcal{L} = w_{adv}\,\mathrm{KL}\!\left(\mathrm{softmax}\!\left(\tf
          r"\Big\|\,S(x')\right) + w_{nat}\,\mathrm{KL}\!\left(\mathrm{softmax}\!\left(\tfrac{T_{nat}(x)}{\tau_{nat}}"
          r"\right)\Big\|\,S(x)\right)")
 
-datasets = list_datasets(embedded_only=True)
+datasets = app_datasets()
 c_models, c_balance, c_train = st.columns(3, gap="large")
 with c_models:
     st.subheader("Teachers and student")
     ds, info = dataset_with_info("Dataset", key="mt_dataset", options=datasets)
+    cpu_time_note(info)
     clean_ref = pick_models("Clean teacher", ds, key=f"mt_clean_{ds}", default=["zoo: standard", "zoo: teacher"])
     robust_ref = pick_models("Robust teacher", ds, key=f"mt_robust_{ds}",
                              default=["zoo: trades", "zoo: teacher-T20", "zoo: teacher"])
@@ -211,7 +212,8 @@ def live_run() -> None:
     figs = mtard_live_figures(job.series(max_points=LIVE_POINTS)["steps"])
     left, right = st.columns(2)
     for i, (name, fig) in enumerate(figs.items()):
-        (left if i % 2 == 0 else right).plotly_chart(fig, key=f"mt_chart_{name}", width="stretch")
+        show_chart(fig, ("multi-teacher", job.label, name), key=f"mt_chart_{name}", width="stretch",
+                   container=left if i % 2 == 0 else right, svg=snap.finished)   # live: SVG once it has ended
 
 
 st.divider()
@@ -254,16 +256,18 @@ else:
                   "PGD on the cross-entropy reports. W-Robust = (clean + AutoAttack) / 2, MTARD's metric. In the "
                   "paper (ResNet-18, CIFAR-10) MTARD reaches 87.36 % clean vs RSLAD's 83.99 %, but 50.73 % vs "
                   "53.94 % under PGD-20: it buys clean accuracy and W-Robust, not white-box robustness.")
-    c_fig.plotly_chart(comparison_figure(rows), key="mt_compare_chart", width="stretch")
+    show_chart(comparison_figure(rows), ("multi-teacher", ds, "comparison"), key="mt_compare_chart", width="stretch",
+               container=c_fig)
 
 shipped = [c for c in sweep_curves(tradeoff_rows([], list_runs(SHIPPED_SWEEPS)))
            if c["dataset"] == ds and c["method"] in ("trades", "mtard")]
 if shipped:
-    st.markdown("**Where your tuning landed**: your MTARD runs (diamonds) on the shipped curves of TRADES (its beta) "
+    st.markdown("**Where your tuning landed**: your MTARD runs (dark rims) on the shipped curves of TRADES (its beta) "
                 "and MTARD (its balance weight w_adv, NLB off), all measured with AutoAttack fast on the same data.")
     landed = [{**r, "label": f"you: {r['label']}"} for r in own[:5]]
-    st.plotly_chart(tradeoff_figure(landed, f"Your MTARD runs on the shipped curves ({ds})", height=420,
-                                    curves=[{**c, "points": c["mean"]} for c in shipped]), key="mt_landed_chart")
+    show_chart(tradeoff_figure(landed, f"Your MTARD runs on the shipped curves ({ds})", height=420,
+                               curves=[{**c, "points": c["mean"]} for c in shipped]),
+               ("multi-teacher", ds, "runs-on-shipped-curves"), key="mt_landed_chart")
     if not landed:
         st.caption("Finish a run above and it appears on these curves.")
 else:

@@ -10,7 +10,8 @@ from distill_core.evaluate import gradient_amplitude_stats, log10_histograms
 from distill_core.explain import boundary_slice, integrated_gradients, saliency
 from distill_core.plots.sensitivity import attribution_gallery_figure, boundary_slice_figure, gradient_histogram_figure
 from distill_core.runs import RunError
-from ui.common import available_models, dataset, init_state, model_for, pick_models
+from ui.charts import show_chart
+from ui.common import available_models, dataset, init_state, model_for, pick_models, test_set_note
 
 DEFAULT_MODELS = ["zoo: standard", "zoo: defensive-T20", "zoo: defensive-T100", "zoo: trades"]
 GALLERY_SIZE = 4
@@ -52,6 +53,7 @@ ds = st.session_state.dataset
 data, info = dataset(ds, "test")
 n_test = len(data.tensors[0])
 st.title("Sensitivity")
+test_set_note(ds)
 st.markdown(
     "How much does each model's output move when its input moves? Gradient-based attacks follow exactly this "
     "signal, so a tiny or zero gradient can mean a robust model - or one that merely *hides* its gradient.")
@@ -79,8 +81,8 @@ for r in refs:
 for msg in failed:
     st.error(f"Could not evaluate {msg}")
 if amps:
-    st.plotly_chart(gradient_histogram_figure(log10_histograms({k: v["amplitude"] for k, v in amps.items()}), wrt),
-                    key="sens_hist")
+    show_chart(gradient_histogram_figure(log10_histograms({k: v["amplitude"] for k, v in amps.items()}), wrt),
+               ("sensitivity", ds, "gradients", wrt, f"n{int(n)}"), key="sens_hist")
     st.caption(
         "Per sample: the mean |dF_c/dx_i| over classes c and pixels i (Papernot et al. 2016's adversarial gradient "
         "amplitude), float64 after a float32 Jacobian. **Exactly-zero gradients are gradient masking**: a saturated "
@@ -113,7 +115,8 @@ if info.is_image:
     if len(refs) > 4:
         st.caption(f"The gallery shows the first 4 of the {len(refs)} selected models.")
     titles = [f"#{i} (true {info.class_names[int(data.tensors[1][i])]})" for i in indices]
-    st.plotly_chart(attribution_gallery_figure(data.tensors[0][list(indices)], maps, titles), key="sens_gallery")
+    show_chart(attribution_gallery_figure(data.tensors[0][list(indices)], maps, titles),
+               ("sensitivity", ds, "attributions", f"images{start}-{start + GALLERY_SIZE - 1}"), key="sens_gallery")
     st.caption("captum Saliency (|d Z_pred / dx|, Simonyan et al. 2014) and IntegratedGradients (from a black image, "
                "Sundararajan et al. 2017) of each model's predicted class; every map scaled to its own maximum.")
 else:
@@ -133,7 +136,9 @@ direction = b4.radio("Adversarial direction", ["sign", "gradient"], horizontal=T
                           "u); gradient: the gradient itself, scaled so its largest pixel moves by u.")
 try:
     sl = slice_around(slice_ref.cache_key, ds, slice_index, float(radius), direction, 41)
-    st.plotly_chart(boundary_slice_figure(sl, info.class_names), key="sens_slice")
+    show_chart(boundary_slice_figure(sl, info.class_names),
+               ("sensitivity", ds, "slice", slice_label, f"image{slice_index}", direction, f"r{radius:g}"),
+               key="sens_slice")
     st.caption(f"Predicted classes of {slice_label} on the plane x + u·d_adv + v·d_rand (41 x 41 points, each clipped "
                "to [0, 1]); d_adv follows the gradient of the logit margin towards the nearest boundary (its sign by "
                "default: the FGSM step), d_rand is random and orthogonal to it; both have L-inf norm 1, so u and v "

@@ -21,7 +21,8 @@ from distill_core.plots.temperature import (
     softmax_bars_figure,
 )
 from distill_core.runs import RunError
-from ui.common import available_models, dataset, init_state, model_for, pick_models
+from ui.charts import show_chart
+from ui.common import available_models, dataset, init_state, model_for, pick_models, test_set_note
 
 # 20 per decade: 0.1 ... 1 ... 10 ... 100, rounded for display. Every curve is cached on this grid, so moving
 # the slider only looks values up and redraws.
@@ -84,6 +85,7 @@ init_state()
 ds = st.session_state.dataset
 data, info = dataset(ds, "test")
 st.title("Temperature")
+test_set_note(ds)
 st.markdown(
     "Distillation softens a model's outputs with a **temperature**: `softmax_T(z) = softmax(z / T)`. Large T "
     "spreads probability over the classes (the teacher's *dark knowledge*: which wrong classes look alike); "
@@ -120,25 +122,27 @@ left, right = st.columns([1, 3])
 with left:
     x = data.tensors[0][int(index)]
     if info.is_image:
-        st.plotly_chart(image_figure(ds, int(index)), key="temp_image")
+        show_chart(image_figure(ds, int(index)), ("temperature", ds, f"image{int(index)}"), key="temp_image")
     else:
         st.markdown(f"**Point** ({float(x[0]):.3f}, {float(x[1]):.3f}), true class **{info.class_names[y_true]}**")
     st.metric("Prediction", info.class_names[int(probs_1.argmax())], f"p = {probs_1.max():.3f} at T = 1",
               delta_color="off", delta_arrow="off")
     st.caption(f"Logits: min {z.min():.1f}, max {z.max():.1f} (spread {float(z.max() - z.min()):.1f}).")
 with right:
-    st.plotly_chart(softmax_bars_figure(probs_t, probs_1, T, info.class_names, y_true), key="temp_bars")
+    show_chart(softmax_bars_figure(probs_t, probs_1, T, info.class_names, y_true),
+               ("temperature", ds, ref.label, f"image{int(index)}", f"T{T:g}"), key="temp_bars")
 
 c1, c2 = st.columns(2)
 with c1:
     st.subheader("Entropy vs T")
-    st.plotly_chart(entropy_figure(T_GRID, curves["entropy"], T, h_t, info.num_classes), key="temp_entropy")
+    show_chart(entropy_figure(T_GRID, curves["entropy"], T, h_t, info.num_classes),
+               ("temperature", ds, ref.label, f"image{int(index)}", "entropy", f"T{T:g}"), key="temp_entropy")
     st.caption(f"At T = {T:g} the entropy is {h_t:.3f} nats of at most log {info.num_classes} = "
                f"{np.log(info.num_classes):.3f}.")
 with c2:
     st.subheader("The 1/T scale of the Jacobian")
     fig = jacobian_scale_figure(T_GRID, curves["norm"], curves["zero_float32"], T, float(curves["norm"][i_T]))
-    st.plotly_chart(fig, key="temp_jacobian")
+    show_chart(fig, ("temperature", ds, ref.label, f"image{int(index)}", "jacobian", f"T{T:g}"), key="temp_jacobian")
     at_one = float(curves["norm"][i_1])
     peak = float(T_GRID[int(np.argmax(curves["norm"]))])
     st.caption(
@@ -183,13 +187,15 @@ sim = ebb_run(nat.cache_key, adv.cache_key, ds, float(lr_tau), int(steps))
 names = (nat.label, adv.label) if nat.label != adv.label else (f"{nat.label} (clean)", f"{adv.label} (robust)")
 g1, g2 = st.columns(2)
 with g1:
-    st.plotly_chart(ebb_entropy_figure(T_GRID, {names[0]: h_nat["entropy"], names[1]: h_adv["entropy"]},
-                                       {names[0]: (T, target), names[1]: (t_adv, target)}), key="temp_ebb_curves")
+    show_chart(ebb_entropy_figure(T_GRID, {names[0]: h_nat["entropy"], names[1]: h_adv["entropy"]},
+                                  {names[0]: (T, target), names[1]: (t_adv, target)}),
+               ("temperature", ds, "ebb", nat.label, adv.label, f"T{T:g}"), key="temp_ebb_curves")
     st.caption(f"With the clean teacher at T = {T:g} (the slider), its mean entropy is {target:.3f} nats; the robust "
                f"teacher matches it at **T = {t_adv:.3g}** (bisection in log T).")
 with g2:
-    st.plotly_chart(ebb_figure(nat.cache_key, adv.cache_key, ds, float(lr_tau), int(steps), names),
-                    key="temp_ebb_sim")
+    show_chart(ebb_figure(nat.cache_key, adv.cache_key, ds, float(lr_tau), int(steps), names),
+               ("temperature", ds, "ebb-run", nat.label, adv.label, f"lr{lr_tau:g}", f"steps{int(steps)}"),
+               key="temp_ebb_sim")
     st.caption(f"EBB from τ = 1 for both, clamped to [1, 10], lr_τ = {lr_tau:g}: after {int(steps)} steps "
                f"τ_nat = {sim['tau_nat'][-1]:.3g}, τ_adv = {sim['tau_adv'][-1]:.3g}, entropies "
                f"{sim['H_nat'][-1]:.3f} / {sim['H_adv'][-1]:.3f} nats. The sign steps never stop: at the balance "

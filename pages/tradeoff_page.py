@@ -14,6 +14,7 @@ from distill_core.runs import RunError, list_runs
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
+from ui.charts import show_chart
 from ui.common import init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TASKS, BackgroundTask, TrainingJob
 from ui.widgets import LIVE_REDRAW_S, job_progress_row, job_status_message
@@ -26,10 +27,11 @@ st.markdown(
     "Every model of the zoo and every finished run, as **clean** accuracy against **robust** accuracy under "
     "AutoAttack at the dataset's budget (MNIST: eps 0.3), the field's standard check. Up and to the right is better; "
     "the dashed line joins the models no other model beats on both axes (the Pareto front, of the true numbers). "
-    "Circles: zoo; diamonds: your runs. Where a naive PGD attack on the cross-entropy puts a model more than 10 "
-    "points higher than AutoAttack does, an open marker shows that *apparent* robustness: an open circle on a dotted "
-    "line when AutoAttack's masking checks fired (gradient masking), an open diamond on a dashed line when they did "
-    "not (a single attack overstating robustness).")
+    "Each method has its own colour and symbol; your runs' markers have a dark rim and a centre dot. Where a naive "
+    "PGD attack on the cross-entropy puts a model more than 10 points higher than AutoAttack does, an open marker "
+    "shows that *apparent* robustness: an open circle on a dotted line when AutoAttack's masking checks fired "
+    "(gradient masking), an open diamond on a dashed line when they did not (a single attack overstating "
+    "robustness).")
 
 rows = tradeoff_rows(list_zoo(), list_runs(runs_dir()))
 rows += [{**r, "source": "shipped"} for r in tradeoff_rows([], list_runs(SHIPPED_SWEEPS))]
@@ -190,8 +192,9 @@ if curves:
                                          key="to_curves")
     curves = [c for c in curves if c["id"] in chosen_curves]
 drawn_curves = [{**c, "points": c["mean"]} for c in curves]     # one point per value: the mean over its seeds
-st.plotly_chart(tradeoff_figure(plotted, f"Clean vs {'apparent' if apparent else 'robust'} accuracy ({title})",
-                                height=480, curves=drawn_curves, apparent=apparent), key="to_figure")
+show_chart(tradeoff_figure(plotted, f"Clean vs {'apparent' if apparent else 'robust'} accuracy ({title})",
+                           height=480, curves=drawn_curves, apparent=apparent),
+           ("trade-off", title, "apparent" if apparent else "autoattack"), key="to_figure")
 if curves:
     st.caption("Lines: sweeps of one knob, each point a model trained with that value (the mean over its seeds), in "
                "knob order. A method beats another only if its curve lies above and to the right, not just one "

@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from distill_core.data import dataset_description, list_datasets
+from distill_core.data import dataset_description
 from distill_core.methods import config_fields, get_method, list_methods, make_config
 from distill_core.models import describe_model, list_models
 from distill_core.plots.training import (
@@ -21,7 +21,9 @@ from distill_core.plots.training import (
 from distill_core.runs import RunError, delete_run, is_live, list_runs, read_metrics
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
-from ui.common import dataset_with_info, init_state, pick_models, runs_dir
+from ui.charts import show_chart
+from ui.common import app_datasets, cpu_time_note, dataset_with_info, init_state, pick_models, runs_dir
+from ui.import_form import import_form
 from ui.jobs import JOBS, TrainingJob
 from ui.navigation import page_title
 from ui.widgets import (
@@ -85,10 +87,12 @@ def job_charts(job, snap, prefix: str) -> None:
     if len(job.specs) > 1:
         st.caption(f"Stage {stage + 1} of {len(job.specs)}: {job.specs[stage].method} · {job.specs[stage].model}")
     left, right = st.columns(2)
-    left.plotly_chart(loss_figure(steps), key=f"{prefix}_loss", width="stretch")
+    shot = ("train", job.label, f"stage{stage + 1}" if len(job.specs) > 1 else "")   # file names; SVG once ended
+    show_chart(loss_figure(steps), (*shot, "loss"), key=f"{prefix}_loss", width="stretch", container=left,
+               svg=snap.finished)
     acc = cached_figure(f"{prefix}_acc_{stage}", len(evals["step"]),      # changes once per evaluation only
                         lambda: accuracy_figure(evals, epochs=job.specs[stage].train.epochs))
-    right.plotly_chart(acc, key=f"{prefix}_acc", width="stretch")
+    show_chart(acc, (*shot, "accuracy"), key=f"{prefix}_acc", width="stretch", container=right, svg=snap.finished)
     groups = group_series(steps)
     if groups:
         cols = st.columns(min(len(groups), 2))
@@ -101,23 +105,26 @@ def job_charts(job, snap, prefix: str) -> None:
                                 for x, on in switch_points(steps["step"], flag)]
             fig = series_figure(steps["step"], {n: steps[n] for n in names}, SERIES_TITLES.get(group, group),
                                 markers=markers)
-            cols[i % len(cols)].plotly_chart(fig, key=f"{prefix}_series_{group}", width="stretch")
+            show_chart(fig, (*shot, group), key=f"{prefix}_series_{group}", width="stretch",
+                       container=cols[i % len(cols)], svg=snap.finished)
 
 
 # ------------------------------------------------------------------ page
 
 st.title("Train")
-st.caption("Train any model with any method on an embedded dataset. Training runs in the background: keep "
+st.caption("Train any model with any method on any dataset in the sidebar's list. Training runs in the background: "
+           "keep "
            "using the lab, switch pages, come back; every run is saved under the runs folder and shows up in "
            "the other pages' model lists.")
 
-datasets = list_datasets(embedded_only=True)
+datasets = app_datasets()
 c_data, c_method, c_train = st.columns(3, gap="large")
 
 with c_data:
     st.subheader("Data and model")
     ds, info = dataset_with_info("Dataset", key="train_dataset", options=datasets)
     st.caption(dataset_description(ds))
+    cpu_time_note(info)
     models = list_models() if info.is_image else ["mlp"]
     default_model = "small-cnn" if info.is_image and "small-cnn" in models else models[0]
     model_name = st.selectbox("Model", models, index=models.index(default_model),
@@ -283,7 +290,7 @@ else:
         view = st.selectbox("Curves of a saved run", names, key="train_view_run")
         records = read_metrics(folder / view)
         if records:
-            st.plotly_chart(run_curves_figure(records), key="train_view_curves", width="stretch")
+            show_chart(run_curves_figure(records), ("train", view, "curves"), key="train_view_curves", width="stretch")
         else:
             st.caption("No finished epoch recorded in this run.")
 
@@ -307,3 +314,9 @@ else:
 msg = ss.pop("train_delete_msg", None)
 if msg:
     getattr(st, msg[0])(msg[1])
+
+# ------------------------------------------------------------------ a model from elsewhere
+
+st.divider()
+st.subheader("Import a model", anchor="import-a-model")
+import_form("train_import")

@@ -17,6 +17,8 @@ def test_app_routes_and_home_renders_the_tradeoff_picture():
     traces = json.loads(charts[0].proto.spec)["data"]
     names = [t.get("name") for t in traces]
     assert "Pareto front" in names and "mtard" in names
+    png = json.loads(charts[0].proto.config)["toImageButtonOptions"]     # the camera icon: a PNG for slides
+    assert png["format"] == "png" and png["scale"] >= 2 and png["filename"].startswith("home_tradeoff_")
     # defensive-T100: its apparent (PGD-CE) point is drawn apart from its true (AutoAttack) one, as masked.
     masked = [t for t in traces if t.get("name") == "PGD-CE: masked" and t.get("mode") == "markers"]
     assert any(t.get("text") == ["defensive-T100"] for t in masked)

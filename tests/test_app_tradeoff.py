@@ -58,8 +58,7 @@ def test_filters_change_the_points(runs):
     at.multiselect(key="to_methods").set_value(["kd", "bss"]).run()
     assert _points(at) == {"kd", "bss"}
     assert set(_table(at)["name"]) == {"moons/kd", "moons/bss"}
-    [download] = at.get("download_button")
-    assert download.proto.label == "Download CSV"
+    assert sorted(d.proto.label for d in at.get("download_button")) == ["Download CSV", "SVG"]   # table, chart
     at.multiselect(key="to_sources").set_value(["runs"]).run()
     assert any("No model matches" in i.value for i in at.info)
     at.multiselect(key="to_methods").set_value(["standard"]).run()

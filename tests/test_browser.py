@@ -27,6 +27,7 @@ if not Path(CHROMIUM).exists():
     pytest.fail("Chromium is missing: `apt-get install -y chromium` (scripts/test.sh does it)", pytrace=False)
 
 sys.path.insert(0, str(ROOT))
+from tests._data_files import write_cifar  # noqa: E402
 from ui.navigation import PAGES  # noqa: E402
 
 
@@ -40,7 +41,10 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     port = _free_port()
     runs = tmp_path_factory.mktemp("browser_runs")
-    env = {**os.environ, "DISTILL_RUNS": str(runs), "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    data = tmp_path_factory.mktemp("browser_data")
+    write_cifar(data, n=10, n_test=40)                  # a tiny CIFAR-10 in the real format: the sidebar offers it
+    env = {**os.environ, "DISTILL_RUNS": str(runs), "DISTILL_DATA": str(data), "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": str(ROOT)}
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
@@ -184,4 +188,63 @@ def test_train_page_start_progress_stop(server, browser):
     page.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("stopped").count() >= 1
+    page.close()
+
+
+def _choose(page, key: str, option: str) -> None:
+    """Pick ``option`` in the select box with widget key ``key`` (a second try when a rerun closed the list)."""
+    for attempt in range(2):
+        page.locator(f".st-key-{key}").click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5000 if attempt == 0 else 30_000)
+            break
+        except sync_api.TimeoutError:
+            page.keyboard.press("Escape")
+            _settle(page)
+    _settle(page)
+
+
+def test_import_a_checkpoint_then_attack_a_cifar_image_with_it(server, browser, tmp_path):
+    """A checkpoint trained elsewhere (raw-pixel code, {"state_dict": ...}) uploaded through the Train page's form
+    is in the Attack lab's model list for CIFAR-10 (from disk) and attacks one of its images."""
+    import torch
+
+    from distill_core.data import registered_info
+    from distill_core.models import build_model
+
+    url, runs = server
+    torch.manual_seed(0)
+    state = {k: v for k, v in build_model("resnet8", registered_info("cifar10")).state_dict().items()
+             if not k.startswith("normalize.")}
+    ckpt = tmp_path / "resnet8_cifar.pth"
+    torch.save({"state_dict": state, "epoch": 200}, ckpt)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/train")
+    _settle(page)
+    if page.get_by_text("Page not found").count():
+        page.keyboard.press("Escape")
+    _choose(page, "dataset", "cifar10")                # the sidebar's dataset: the form's default follows it
+    page.locator(".st-key-train_import_file input[type=file]").set_input_files(str(ckpt))
+    _settle(page)
+    _choose(page, "train_import_arch", "resnet8")
+    page.locator(".st-key-train_import_name input").fill("rn8-cifar")
+    page.get_by_role("button", name="Import").click()
+    page.get_by_text("as run rn8-cifar").wait_for(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "import-done.png"), full_page=True)
+    assert (runs / "rn8-cifar" / "model.pt").exists()
+    page.get_by_role("link", name="Attack lab").first.click()
+    _settle(page)
+    models = page.locator(".st-key-atk_models")
+    if models.get_by_text("run: rn8-cifar (imported)").count() == 0:     # the only cifar10 model: chosen already
+        models.click()
+        page.get_by_role("option", name="run: rn8-cifar (imported)").click()
+        page.keyboard.press("Escape")
+        _settle(page)
+    assert models.get_by_text("run: rn8-cifar (imported)").count() == 1
+    page.get_by_role("button", name="Run attack").click()
+    _settle(page)
+    page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+    page.screenshot(path=str(SHOTS / "import-attack-lab-cifar.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("Prediction after").count() >= 1
     page.close()

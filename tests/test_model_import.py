@@ -134,8 +134,10 @@ def test_cli_imports_and_evaluates(tmp_path, data_root, runs_dir, capsys):
     ckpt.write_bytes(saved({"state_dict": external_resnet8()}))
     assert main(["runs", "import", str(ckpt), "--model", "resnet8", "--dataset", "cifar10", "--name", "rn8",
                  "--runs-dir", str(runs_dir), "--data-root", str(data_root), "--n", "20"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "imported" in out and "clean accuracy" in out and "eval" in out
+    assert "chance level" in captured.err                     # random weights: said, not passed off as a model
     assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
     assert "imported" in capsys.readouterr().out
 

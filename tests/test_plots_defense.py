@@ -113,12 +113,13 @@ def test_bss_image_figure_shows_the_image_its_bss_and_the_perturbations():
     assert titles[0] == "original: a" and titles[1].startswith("→ b: in b")
 
 
-def test_tradeoff_figure_marks_runs_with_diamonds():
+def test_tradeoff_figure_marks_runs_with_a_dark_rim_and_a_dot():
     rows = [{"name": "z", "method": "kd", "clean": 0.9, "robust": 0.1, "source": "zoo"},
             {"name": "r", "method": "kd", "clean": 0.8, "robust": 0.3, "source": "runs"},
             {"name": "u", "method": "kd", "clean": 0.7, "robust": None, "source": "runs"}]
     fig = tradeoff_figure(rows)
-    assert list(fig.data[0].marker.symbol) == ["circle", "diamond"] and len(fig.data[0].x) == 2
+    assert list(fig.data[0].marker.symbol) == ["triangle-up", "triangle-up-dot"] and len(fig.data[0].x) == 2
+    assert list(fig.data[0].marker.line.color) == ["white", "#222"]
 
 
 def test_the_highlighted_temperature_is_drawn_at_T_on_the_log_axis():

@@ -122,3 +122,51 @@ def test_sweep_curves_follow_the_knob_and_the_apparent_toggle_lifts_a_masked_swe
     assert apparent.layout.yaxis.title.text.startswith("apparent")
     assert not any(t.name == "Pareto front" for t in apparent.data)   # a front of apparent numbers would mislead
     assert any(t.name == "Pareto front" for t in true.data)
+
+
+def _grey(color: str) -> float:
+    """The grey level (0-255) a ``#RRGGBB`` colour prints as: ITU-R 601-2 luma, what PIL's ``convert("L")`` gives."""
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def test_the_tradeoff_figure_reads_in_grey() -> None:
+    """Without hue: every legend entry looks different (marker symbols and line dash only), so do a run and a zoo
+    model of one method, and the methods' colours differ in grey level too."""
+    from itertools import combinations
+
+    from distill_core.plots import METHOD_COLORS
+    from distill_core.plots.tradeoff import tradeoff_figure
+
+    methods = sorted(METHOD_COLORS)
+    rows = [{"name": m, "method": m, "clean": 0.9 - 0.01 * i, "robust": 0.1 + 0.05 * i, "source": "zoo"}
+            for i, m in enumerate(methods)]
+    rows += [{"name": "run", "method": "kd", "clean": 0.8, "robust": 0.3, "source": "runs"},
+             {"name": "masked", "method": "defensive", "clean": 0.9, "robust": 0.0, "apparent": 0.8,
+              "gap_shown": True, "masked": True},
+             {"name": "overstated", "method": "trades", "clean": 0.9, "robust": 0.5, "apparent": 0.7,
+              "gap_shown": True, "masked": False}]
+    curve = {"knob": "beta", "points": [{"value": 1, "clean": 0.9, "robust": 0.5}, {"value": 6, "clean": 0.8,
+                                                                                       "robust": 0.6}]}
+    curves = [{**curve, "method": "trades"}, {**curve, "method": "mtard", "knob": "w_adv"},
+              {**curve, "method": "mtard", "knob": "tau_adv"}]
+    fig = tradeoff_figure(rows, curves=curves)
+
+    def look(t) -> tuple:
+        symbols = t.marker.symbol
+        symbols = frozenset([symbols] if isinstance(symbols, str) else symbols or ["circle"])
+        return (symbols if "markers" in t.mode else None, (t.line.dash or "solid") if "lines" in t.mode else None)
+
+    shown = [t for t in fig.data if t.showlegend is not False]
+    assert {"PGD-CE: masked", "PGD-CE: overstated", "Pareto front", "trades: beta sweep", "mtard: w_adv sweep",
+            "mtard: tau_adv sweep", *methods} <= {t.name for t in shown}
+    looks = {t.name: look(t) for t in shown}
+    assert len(set(looks.values())) == len(looks), looks
+    points = {t.name: t for t in fig.data if t.mode == "markers+text"}
+    assert set(points) == set(methods)
+    for a, b in combinations(methods, 2):
+        assert not look(points[a])[0] & look(points[b])[0], (a, b)          # no symbol shared by two methods
+        assert abs(_grey(points[a].marker.color) - _grey(points[b].marker.color)) >= 15, (a, b)
+        assert _grey(points[a].marker.color) <= 190                            # off the white background
+    kd = list(points["kd"].marker.symbol)
+    assert len(set(kd)) == 2                                                   # the run differs from the zoo model

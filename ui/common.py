@@ -15,9 +15,18 @@ import torch
 from streamlit.errors import StreamlitAPIException
 from torch import nn
 
-from distill_core.data import DatasetInfo, list_datasets, load_dataset
+from distill_core.data import (
+    DatasetInfo,
+    available_datasets,
+    data_root,
+    list_datasets,
+    load_dataset,
+    subsample,
+    where_to_put,
+)
 from distill_core.device import choose_device
 from distill_core.lab.tradeoff import train_temperature
+from distill_core.model_import import is_imported
 from distill_core.papers.defensive import model_role
 from distill_core.runs import RunError, list_runs, load_model
 from distill_core.train import TrainConfig
@@ -93,10 +102,50 @@ def device_choice(requested: str = "auto"):
     return choose_device(requested)
 
 
+# The most test images a page works on: a larger on-disk test set (MNIST's and CIFAR-10's 10,000) is replaced by a
+# seeded, stratified sample of this size, so every page stays interactive on a CPU. The CLI always uses all of it.
+APP_TEST_IMAGES = 2000
+
+
+def app_datasets() -> list[str]:
+    """The datasets the app offers: the embedded ones, then the on-disk sets whose files are under the data root
+    (``$DISTILL_DATA`` or ``./data``; checked on every call, so files put there appear without a restart)."""
+    return available_datasets()
+
+
 @st.cache_resource(show_spinner="Loading the dataset...")
+def _loaded(name: str, split: str, seed: int, root: str):
+    """``(data, info, n_full)``: the split as pages use it (see :func:`dataset`) and how many samples it had."""
+    data, info = load_dataset(name, split, root, seed=seed)
+    n_full = len(data)
+    if split == "test" and not info.embedded:
+        data = subsample(data, APP_TEST_IMAGES, seed)
+    return data, info, n_full
+
+
 def dataset(name: str, split: str = "test", seed: int = 0):
-    """``(TensorDataset, DatasetInfo)`` for an embedded dataset (shared, read-only)."""
-    return load_dataset(name, split, seed=seed)
+    """``(TensorDataset, DatasetInfo)`` (shared, read-only): an embedded set, or an on-disk set from the data root
+    whose test split is cut to :data:`APP_TEST_IMAGES` (seeded, stratified; :func:`test_set_note` says so)."""
+    return _loaded(name, split, seed, str(data_root()))[:2]
+
+
+def cpu_time_note(info: DatasetInfo, container=st) -> None:
+    """On a CPU, a note under a training form's dataset box when the set is a full-size one from disk."""
+    if info.embedded or device_choice(st.session_state.get("device", "auto")).device.type != "cpu":
+        return
+    container.caption(f":material/schedule: **{info.name}** is a full-size set: on this CPU one epoch of small-cnn "
+                      "takes minutes and a ResNet's far longer. Lower *Share of the training set* for a quick look, "
+                      "or train on a GPU with the command line (`python -m distill_core train --preset ...`) and "
+                      "import the result here.")
+
+
+def test_set_note(name: str, container=st) -> None:
+    """A caption for a page that works on a sample of an on-disk test set: how many of its images it uses."""
+    data, _, n_full = _loaded(name, "test", 0, str(data_root()))
+    if len(data) < n_full:
+        container.caption(f"{name}: this page uses {len(data):,} of the {n_full:,} test images (a seeded, "
+                          "stratified sample, the same on every page) to stay interactive; the command line uses "
+                          "all of them.")
 
 
 @st.cache_resource(show_spinner="Loading a model from the zoo...")
@@ -148,6 +197,8 @@ def model_for(cache_key: tuple[str, str, float]) -> tuple[nn.Module, DatasetInfo
 def run_label(name: str, config: dict) -> str:
     """A run's label in model lists: ``run: <folder name>``; a ``standard`` run trained at T != 1 (a
     defensive-distillation teacher) says so (``papers.defensive.model_role``), as its folder name says "standard"."""
+    if is_imported(config):
+        return f"run: {name} (imported)"
     T = train_temperature(config)
     hot = config.get("method") == "standard" and T not in (None, 1.0)
     return f"run: {name}" + (f" ({model_role('standard', T)})" if hot else "")
@@ -221,12 +272,12 @@ def dataset_select(label: str, key: str, options: list[str] | None = None, conta
     among them, the page box keeps its own choice.
     """
     ss = st.session_state
-    options = options or list_datasets(embedded_only=True)
+    options = options or app_datasets()
     if ss.get("dataset") in options:
         ss[key] = ss.dataset                 # set before the widget is drawn: it shows the sidebar's choice
 
     def follow() -> None:
-        if ss[key] in list_datasets(embedded_only=True):
+        if ss[key] in app_datasets():
             ss.dataset = ss[key]
 
     return container.selectbox(label, options, key=key, on_change=follow,
@@ -253,10 +304,17 @@ def sidebar() -> None:
         st.caption(f"**Device:** {choice.describe()}")
         if torch.cuda.is_available() is False and choice.device.type == "cpu":
             st.caption("CPU mode: everything here is sized to stay interactive on a laptop.")
-        names = list_datasets(embedded_only=True)
+        names = app_datasets()
+        if st.session_state.dataset not in names:     # its files were removed, or a link named a set not here
+            st.session_state.dataset = "mnist-5k"
         st.selectbox("Dataset", names, key="dataset",
-                     help="Embedded datasets work offline. mnist / fashion-mnist / cifar10 are available "
-                          "from the command line with --data-root / --download.")
+                     help=f"Embedded datasets work offline. The full MNIST, Fashion-MNIST and CIFAR-10 appear here "
+                          f"when their files are under the data root ({data_root()}; set $DISTILL_DATA to move it).")
+        missing = [n for n in list_datasets() if n not in names]
+        if missing:
+            with st.expander("More datasets"):
+                st.caption("Put a set's files under the data root and it appears in this list (no restart): "
+                           + "; ".join(f"**{n}**: {where_to_put(n)}" for n in missing) + ".")
         zoo = list_zoo()
         runs = list_runs(runs_dir())
         ds = st.session_state.dataset

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from . import base_layout, method_color
+from . import base_layout, method_color, method_symbol
 
 
 def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
@@ -66,11 +66,13 @@ def _knob_label(knob: str, value) -> str:
 
 def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, curves: Sequence[dict] = (),
                     apparent: bool = False) -> go.Figure:
-    """Scatter of ``rows`` (dicts with name, method, clean, robust) coloured by method, Pareto front drawn.
+    """Scatter of ``rows`` (dicts with name, method, clean, robust), one colour and one symbol per method, Pareto front.
 
     Accuracies are fractions in [0, 1]; axes show percent; ``robust`` is the true (AutoAttack)
-    robust accuracy. A row may carry ``source``: points from ``"runs"`` are drawn as diamonds,
-    the others (the zoo) as circles. A row with ``gap_shown`` true (apparent above true by more
+    robust accuracy. Methods differ by marker symbol as well as colour (``METHOD_SYMBOLS``; the
+    colours' grey levels differ too), so the figure reads when printed in grey. A row may carry
+    ``source``: points from ``"runs"`` get a dark outline and a dot in the middle, the others (the
+    zoo) are plain. A row with ``gap_shown`` true (apparent above true by more
     than 10 points) and an ``apparent`` (PGD-CE) robust accuracy also gets a hollow marker at the
     apparent position and a line down to the true one: a dotted line and an open circle labelled
     "gradient masking" when the row is ``masked`` (AutoAttack's checks fired: the Carlini & Wagner
@@ -86,7 +88,8 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
     ``apparent`` the y axis is the naive PGD-CE robust accuracy instead of AutoAttack's, for rows
     and curves alike (no masking-gap markers, and no Pareto front: a front of apparent numbers would
     crown masked models): a masked sweep rises there while its true curve stays at the floor. The
-    Pareto front (true numbers) is over everything drawn. Curves of one method differ by dash.
+    Pareto front (true numbers) is over everything drawn. A curve's markers are its method's
+    symbol; curves of one method differ by dash.
     """
     fig = go.Figure()
     key = "apparent" if apparent else "robust"
@@ -115,13 +118,15 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
     x_range = [max(0.0, lo - max(4.0, 0.08 * (100 - lo))), 101.0]
     where = dict(zip((id(r) for r in rows), label_positions(xs, ys, names, x_span=x_range[1] - x_range[0])))
     for method in sorted({r["method"] for r in rows}):
-        pts = [r for r in rows if r["method"] == method]
+        pts, symbol = [r for r in rows if r["method"] == method], method_symbol(method)
         fig.add_trace(go.Scatter(
             x=[100 * p["clean"] for p in pts], y=[100 * p["robust"] for p in pts], mode="markers+text",
             name=method, text=[p.get("label") or p["name"] for p in pts], textposition=[where[id(p)] for p in pts],
             textfont=dict(size=10),
-            marker=dict(size=12, color=method_color(method), line=dict(width=1, color="white"),
-                        symbol=["diamond" if p.get("source") == "runs" else "circle" for p in pts]),
+            marker=dict(size=12, color=method_color(method),
+                        symbol=[symbol + "-dot" if p.get("source") == "runs" else symbol for p in pts],
+                        line=dict(width=[2 if p.get("source") == "runs" else 1 for p in pts],
+                                  color=["#222" if p.get("source") == "runs" else "white" for p in pts])),
             hovertemplate="%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %<extra>" + method + "</extra>"))
     drawn = list(rows)
     dashes = ("solid", "dot", "dashdot", "longdash")
@@ -140,7 +145,8 @@ def tradeoff_figure(rows: Sequence[dict], title: str = "", height: int = 420, cu
             name=f"{c['method']}: {c['knob']} sweep", text=[p.get("label") or _knob_label(c["knob"], p["value"])
                                                             for p in pts],
             textposition="bottom right", textfont=dict(size=9, color=method_color(c["method"])),
-            line=dict(color=method_color(c["method"]), width=2, dash=dash), marker=dict(size=7, symbol="square"),
+            line=dict(color=method_color(c["method"]), width=2, dash=dash),
+            marker=dict(size=8, symbol=method_symbol(c["method"])),
             hovertemplate=f"{c['method']}, {c['knob']}=" + "%{text}<br>clean %{x:.1f} %<br>robust %{y:.1f} %"
                           "<extra></extra>"))
     if drawn and not apparent:
