@@ -21,7 +21,8 @@ from distill_core.plots.attacks import (
 from distill_core.plots.data import image_grid_figure
 from distill_core.runs import RunError
 from ui.charts import show_chart
-from ui.common import dataset, get_model, init_state, pick_models, test_set_note
+from ui.common import app_datasets, available_models, dataset, get_model, init_state, pick_models, test_set_note
+from ui.url_state import Choice, Choices, Dynamic, Flag, Number, Param, UrlState
 
 try:  # a custom component: if it cannot load, the page still works without the Draw option
     from streamlit_drawable_canvas import st_canvas
@@ -36,6 +37,33 @@ MODELS_LABEL = "Models to compare (the one under “Attack this model” is atta
 
 def random_index(n: int) -> None:
     st.session_state.atk_index = int(np.random.default_rng().integers(n))
+
+
+def link_params(attack: str, info) -> list[Param]:
+    """The attack's own settings in a link, under their names (``eps``, ``steps``, ``loss`` ...), bounded as
+    :func:`param_widget`'s widgets are."""
+    if attack not in list_attacks():
+        return []
+    spec, out = get_attack(attack), []
+    eps_max = 1.0 if info.default_eps >= 0.1 else 0.1
+    for name, default in attack_defaults(attack, info).items():
+        if name in dict(spec.fixed):
+            continue
+        key = f"atk_p_{attack}_{name}"
+        if isinstance(default, bool):
+            out.append(Flag(name, key))
+        elif name == "eps":
+            out.append(Number(name, key, 0.0, eps_max * (10 if spec.distance == "l2" else 1)))
+        elif name in ("theta", "gamma"):
+            out.append(Number(name, key, -1.0 if name == "theta" else 0.0, 1.0))
+        elif isinstance(default, int):
+            out.append(Number(name, key, 1, 2000, integer=True))
+        elif isinstance(default, float):
+            out.append(Number(name, key, 0.0))
+    options = attack_options(attack)
+    if options[0].param is not None:
+        out.append(Choice(options[0].param, f"atk_p_{attack}_{options[0].param}", [o.value for o in options]))
+    return out
 
 
 def param_widget(attack: str, name: str, default, distance: str, eps_max: float):
@@ -81,9 +109,32 @@ def image_key(kind: str, payload: bytes | int) -> str:
 
 init_state()
 ss = st.session_state
+st.title("Attack lab")
+share = st.container()      # the "Copy link" control, filled once the settings are known
+
+
+def image_set() -> str:
+    """The dataset this page works on: the sidebar's, or mnist-5k when that one is 2-D."""
+    return ss.dataset if dataset(ss.dataset, "test")[1].is_image else "mnist-5k"
+
+
+# The page's settings in the address bar (ui.url_state): a shared link reopens the image, models, attack and result.
+link = UrlState("attack-lab", [
+    Choice("dataset", "dataset", app_datasets),
+    Choice("source", "atk_source", ["Test set"]),            # an uploaded or drawn image never goes into a link
+    Number("index", "atk_index", 0, lambda: len(dataset(image_set(), "test")[0]) - 1, integer=True),
+    Choices("models", "atk_models", lambda: [r.label for r in available_models(image_set())]),
+    Choice("attacked", "atk_target_model", lambda: ss.get("atk_models") or []),
+    Choice("attack", "atk_name", list_attacks),
+    Dynamic(lambda: link_params(ss.get("atk_name", list_attacks()[0]), dataset(image_set(), "test")[1])),
+    Flag("targeted", "atk_targeted"),
+    Choice("target", "atk_target_class", lambda: list(dataset(image_set(), "test")[1].class_names)),
+])
+link.apply()
+if link.applied and st.query_params.get("run") == "1":
+    ss.atk_autorun = True    # the link was copied with a result on screen: show it again
 ds = ss.dataset
 data, info = dataset(ds, "test")
-st.title("Attack lab")
 if not info.is_image:
     st.info(f"The attack lab works on images; {ds} is a 2-D dataset, so mnist-5k is used here.")
     ds = "mnist-5k"
@@ -221,7 +272,9 @@ run = st.button("Run attack", type="primary", key="atk_run", disabled=x is None 
 run = bool(ss.pop("atk_autorun", False) and x is not None) or run
 if x is None:
     st.info("Choose an image above to attack.")
+LINK_NOTE = "An uploaded or drawn image is not put in a link: the link opens the test-set image of these settings."
 if not refs:
+    link.publish(share, note=LINK_NOTE)
     st.stop()
 
 attacked = next((r for r in refs if r.label == attacked_label), refs[0])
@@ -237,9 +290,13 @@ if run and x is not None:
     except (RunError, ValueError, RuntimeError, KeyError) as e:
         st.error(f"The attack failed: {e}")
 
+stored = ss.get("atk_result")
+shown = stored is not None and stored["dataset"] == ds and stored["key"] == settings_key
+link.extra = {"run": ["1"]} if shown and source == "Test set" else {}
+link.publish(share, note=LINK_NOTE)
+
 # ------------------------------------------------------------------ results
 
-stored = ss.get("atk_result")
 if stored is None or stored["dataset"] != ds:
     st.stop()
 st.header("3 · What the attack did")

@@ -20,6 +20,7 @@ from distill_core.plots.boundary import boundary_figure, bss_image_figure
 from distill_core.runs import RunError
 from ui.charts import show_chart
 from ui.common import ModelRef, available_models, dataset, get_model, init_state, model_for
+from ui.url_state import Choice, Number, UrlState
 
 POINTS_SET = "moons"
 DEFAULTS = {"teacher": "moons/teacher", "kd": "moons/kd", "bss": "moons/bss"}
@@ -32,6 +33,28 @@ ss = st.session_state
 ss.setdefault("bd_seed", 0)
 
 st.title("Boundary-supporting samples (BSS)")
+share = st.container()
+
+
+def _point_labels() -> list[str]:
+    return [r.label for r in available_models(POINTS_SET)]
+
+
+link = UrlState("boundary", [
+    Choice("teacher", "bd_teacher", _point_labels),
+    Choice("kd", "bd_kd", _point_labels),
+    Choice("bss", "bd_bss", _point_labels),
+    Choice("points", "bd_mode", ["random", "by index"]),
+    Number("n", "bd_n", 1, 20, integer=True),
+    Number("seed", "bd_seed", 0, 10**6, integer=True),      # which random points ("New random points" moves it)
+    Number("index", "bd_index", 0, lambda: len(dataset(POINTS_SET, "test")[0]) - 1, integer=True),
+    Choice("towards", "bd_target", lambda: ["sampled (BSS's rule)", *dataset(POINTS_SET, "test")[1].class_names]),
+    Choice("eta", "bd_eta", ETAS_2D),
+    Number("step", "bd_step", 0, MAX_STEPS, integer=True),
+    Number("image", "bd_img", 0, lambda: len(dataset(IMAGE_SET, "test")[0]) - 1, integer=True),
+    Number("image_eta", "bd_img_eta", 0.05, 1.0),
+])
+link.apply()
 st.markdown(
     "Heo, Lee, Yun and Choi (*Knowledge Distillation with Adversarial Samples Supporting Decision Boundary*, "
     "AAAI 2019) make the student imitate the teacher **near its decision boundary**, where plain KD gives it "
@@ -128,6 +151,7 @@ else:
         indices = tuple(i for i, b in zip(indices, base) if b != target)
     if not indices:
         st.info("No base point left: pick other points or another class.")
+        link.publish(share)
         st.stop()
     paths = _paths(t_ref.cache_key, indices, target, float(eta), ss.bd_seed)
     t_grid = _grid(t_ref.cache_key)
@@ -252,6 +276,7 @@ img_refs = available_models(IMAGE_SET)
 img_ref = _ref(IMAGE_TEACHER, img_refs)
 if img_ref is None:
     st.warning(f"The zoo model {IMAGE_TEACHER} is missing: build the zoo (`python -m distill_core zoo build`).")
+    link.publish(share)
     st.stop()
 
 
@@ -274,3 +299,4 @@ st.caption(f"Teacher: {IMAGE_TEACHER}. Each BSS walks from the image towards one
            f"steps; {crossed} of {len(res['targets'])} crossed the boundary (title: the class the teacher now gives "
            "and the target's probability), the others stopped just before it. Bottom row: what changed "
            "(red: pixels made darker, blue: brighter, one scale for all).")
+link.publish(share)

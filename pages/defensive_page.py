@@ -39,6 +39,7 @@ from distill_core.runs import RunError, list_runs
 from distill_core.train import Event
 from distill_core.zoo import list_zoo
 from ui.charts import show_chart
+from ui.classroom import job_owner, visitor_job_refusal, visitor_notice
 from ui.common import (
     app_datasets,
     available_models,
@@ -51,6 +52,7 @@ from ui.common import (
     zoo_model,
 )
 from ui.jobs import JOBS, TASKS, BackgroundTask, ReproductionRun, TrainingJob
+from ui.url_state import Choice, Flag, Number, UrlState
 from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message, page_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,26 @@ ss = st.session_state
 zoo_names = {m["name"] for m in list_zoo()}
 
 st.title("Defensive distillation, and how it is broken")
+share = st.container()
+
+
+def _dd_sets() -> list[str]:
+    """The paper's MNIST (embedded), a 2-D set to see it on points, and the full image sets whose files are on disk."""
+    return ["mnist-5k", "moons"] + [n for n in app_datasets() if n in ("mnist", "fashion-mnist", "cifar10")]
+
+
+def _break_set() -> str:
+    return "mnist-5k" if ss.get("dd_dataset", "mnist-5k") == "moons" else ss.get("dd_dataset", "mnist-5k")
+
+
+link = UrlState("defensive", [
+    Choice("dataset", "dd_dataset", _dd_sets),
+    Choice("T", "dd_T", PAPERNOT_TEMPERATURES),
+    Choice("model", "dd_break_model", lambda: [r.label for r in available_models(_break_set())]),
+    Number("n", "dd_break_n", 5, 100, integer=True),
+    Flag("cw_l2", "dd_break_cw"),
+])
+link.apply()
 st.markdown(
     "Papernot et al. (IEEE S&P 2016) train a **teacher** at a high softmax temperature T, relabel the data with "
     "its soft outputs at T, train a **student** of the same architecture on them at the same T, and **deploy the "
@@ -73,8 +95,7 @@ st.markdown(
 
 st.header("1 · Train a teacher and its student at T")
 c1, c2, c3 = st.columns([1, 2, 1])
-# The paper's MNIST (embedded), a 2-D set to see it on points, and the full image sets whose files are on disk.
-dd_sets = ["mnist-5k", "moons"] + [n for n in app_datasets() if n in ("mnist", "fashion-mnist", "cifar10")]
+dd_sets = _dd_sets()
 if ss.get("dd_dataset") not in dd_sets:
     ss.dd_dataset = "mnist-5k"
 ds_name = c1.radio("Dataset", dd_sets, key="dd_dataset", horizontal=True)
@@ -116,16 +137,21 @@ if ds_name == "mnist-5k":
 
 job = page_job("defensive", "dd_job")
 running = job is not None and not job.snapshot().finished
-if st.button("Train teacher + student", key="dd_start", type="primary", disabled=running,
+refusal = visitor_job_refusal(specs)        # a class visitor's job beyond the limits (ui.classroom); else None
+if st.button("Train teacher + student", key="dd_start", type="primary", disabled=running or bool(refusal),
              help="Runs in the background; a reload or another tab sees it too."):
     try:
         label = f"defensive distillation T={T:g} · {ds_name}"
-        job = JOBS.add(TrainingJob(specs=specs, runs_dir=runs_dir(), label=label, origin="defensive").start())
+        job = JOBS.add(TrainingJob(specs=specs, runs_dir=runs_dir(), label=label, origin="defensive",
+                                   owner=job_owner()).start())
     except (ValueError, RunError) as e:
         st.error(f"Could not start training: {e}")
     else:
         ss.dd_job = job.id
         st.rerun()           # redraw with the button disabled (a second press would start a second job)
+if refusal:
+    st.caption(f":material/lock: {refusal}")
+visitor_notice()
 
 
 def _trained(snap) -> bool:
@@ -294,6 +320,7 @@ if break_ds != "mnist-5k":
     test_set_note(break_ds)
 if not mnist_models:
     st.warning(f"No {break_ds} model: build the zoo (`python -m distill_core zoo build`) or train one in step 1.")
+    link.publish(share)
     st.stop()
 run_configs = {str(r.path): r.config for r in list_runs(runs_dir())}
 
@@ -327,6 +354,7 @@ try:
     model, info, cfg = get_model(ref)
 except (RunError, OSError, ValueError, KeyError) as e:
     st.error(f"Could not load {_display(ref)}: {e}")
+    link.publish(share)
     st.stop()
 T_model = train_temperature(cfg) or 1.0
 st.caption(f"{_display(ref)}: {model_role(ref.method, T_model)} (method `{ref.method}`, trained at T = {T_model:g}). "
@@ -419,3 +447,4 @@ if broken:
     with st.expander(f"The same attacks in the {kind} of the reproduction (T = {broken['T']:g} student, "
                      f"{broken['n']} images)"):
         _show_break(broken, f"Attack success on the reproduction's T = {broken['T']:g} student", "dd_repro_break")
+link.publish(share)

@@ -18,8 +18,19 @@ from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.charts import show_chart
-from ui.common import app_datasets, cpu_time_note, dataset_with_info, init_state, pick_models, runs_dir
+from ui.classroom import job_owner, may_control, visitor_job_refusal, visitor_notice
+from ui.common import (
+    app_datasets,
+    available_models,
+    cpu_time_note,
+    dataset,
+    dataset_with_info,
+    init_state,
+    pick_models,
+    runs_dir,
+)
 from ui.jobs import JOBS, TrainingJob
+from ui.url_state import Choice, Dynamic, Flag, Number, Param, UrlState
 from ui.widgets import IDLE_POLL_S, LIVE_POINTS, LIVE_REDRAW_S, job_progress_row, job_status_message, page_job
 
 init_state()
@@ -50,6 +61,31 @@ def measure_run(path: Path) -> None:
 # ------------------------------------------------------------------ intro
 
 st.title("Multi-teacher distillation (MTARD)")
+share = st.container()
+
+
+def _teacher_params() -> list[Param]:
+    """The teacher and student boxes: their keys (and offers) depend on the dataset, applied first."""
+    ds_now = ss.dataset
+    labels = [r.label for r in available_models(ds_now)]
+    image = dataset(ds_now, "test")[1].is_image
+    return [Choice("clean", f"mt_clean_{ds_now}", labels), Choice("robust", f"mt_robust_{ds_now}", labels),
+            Choice("student", f"mt_student_{'image' if image else 'points'}", list_models() if image else ["mlp"])]
+
+
+link = UrlState("multi-teacher", [
+    Choice("dataset", "dataset", app_datasets),
+    Dynamic(_teacher_params),
+    Number("tau_nat", "mt_tau_nat", 1.0, 10.0),
+    Number("tau_adv", "mt_tau_adv", 1.0, 10.0),
+    Number("lr_tau", "mt_lr_tau", 0.0, 1.0),
+    Number("w_adv", "mt_w_adv", 0.0, 1.0),
+    Number("r_w", "mt_r_w", 0.0, 1.0),
+    Flag("ebb", "mt_ebb"),
+    Flag("nlb", "mt_nlb"),
+    Number("epochs", "mt_epochs", 1, 200, integer=True),
+])
+link.apply()
 st.markdown(
     "A small student learns from **two teachers at once**: a *clean* teacher (standard training, high clean "
     "accuracy) on clean images and a *robust* teacher (adversarially trained) on the student's own adversarial "
@@ -107,6 +143,7 @@ with c_train:
                                 placeholder="no limit")
     seed = st.number_input("Seed", 0, 2**31 - 1, d.seed, key="mt_seed")
 
+link.publish(share)
 job = page_job("multi-teacher", "mt_job")
 running = job is not None and not job.snapshot().finished
 ready = clean_ref is not None and robust_ref is not None
@@ -123,6 +160,7 @@ if not ready:
     b2.warning("Pick both teachers first (the zoo has mnist-5k/standard and mnist-5k/trades).")
 elif running:
     b2.caption("A run is going: starting another keeps it running (see the Train page for all jobs).")
+visitor_notice(b2)
 if start:
     try:
         spec = TrainSpec(
@@ -136,9 +174,13 @@ if start:
     except ValueError as e:
         st.error(f"Cannot start: {e}")
     else:
-        job = JOBS.add(TrainingJob([spec], runs_dir(), label=f"mtard · {ds} · {student}",
-                                   origin="multi-teacher").start())
-        ss.mt_job = job.id
+        refusal = visitor_job_refusal([spec])
+        if refusal:
+            st.error(refusal, icon=":material/lock:")
+        else:
+            job = JOBS.add(TrainingJob([spec], runs_dir(), label=f"mtard · {ds} · {student}",
+                                       origin="multi-teacher", owner=job_owner()).start())
+            ss.mt_job = job.id
 
 job = page_job("multi-teacher", "mt_job")
 ss.mt_live = job is not None and not job.snapshot().finished
@@ -177,6 +219,7 @@ def live_tuning(job, snap) -> None:
     st.markdown("**Live tuning** - take a quantity over and the worker uses your value from its next step; "
                 "hand it back and EBB / NLB go on from there.")
     last = snap.last("step")
+    mine = may_control(job)                       # a class visitor steers only their own run
     cols = st.columns(len(TUNABLE))
     for col, (q, (label, lo, hi, rule)) in zip(cols, TUNABLE.items()):
         take_key, val_key = f"mt_take_{q}", f"mt_val_{q}"
@@ -187,9 +230,9 @@ def live_tuning(job, snap) -> None:
         else:                                     # follows the run while the rule is in charge
             current = last.data.get(q) if last is not None else getattr(CFG, q)
             ss[val_key] = _clamped(q, current if current is not None else getattr(CFG, q))
-        taken = col.toggle(f"Take over {q}", key=take_key, on_change=_toggled, args=(q,),
+        taken = col.toggle(f"Take over {q}", key=take_key, on_change=_toggled, args=(q,), disabled=not mine,
                            help=f"Off: {rule} sets it. On: the slider does.")
-        col.slider(label, lo, hi, step=0.05, key=val_key, disabled=not taken, on_change=_slid, args=(q,))
+        col.slider(label, lo, hi, step=0.05, key=val_key, disabled=not (taken and mine), on_change=_slid, args=(q,))
 
 
 @st.fragment(run_every=LIVE_REDRAW_S if ss.mt_live else IDLE_POLL_S)

@@ -11,7 +11,8 @@ from distill_core.explain import boundary_slice, integrated_gradients, saliency
 from distill_core.plots.sensitivity import attribution_gallery_figure, boundary_slice_figure, gradient_histogram_figure
 from distill_core.runs import RunError
 from ui.charts import show_chart
-from ui.common import available_models, dataset, init_state, model_for, pick_models, test_set_note
+from ui.common import app_datasets, available_models, dataset, init_state, model_for, pick_models, test_set_note
+from ui.url_state import Choice, Choices, Number, UrlState
 
 DEFAULT_MODELS = ["zoo: standard", "zoo: defensive-T20", "zoo: defensive-T100", "zoo: trades"]
 GALLERY_SIZE = 4
@@ -49,10 +50,34 @@ def random_start(n: int) -> None:
 
 
 init_state()
-ds = st.session_state.dataset
+ss = st.session_state
+st.title("Sensitivity")
+share = st.container()
+
+
+def _labels() -> list[str]:
+    return [r.label for r in available_models(ss.dataset)]
+
+
+def _last_image() -> int:
+    return len(dataset(ss.dataset, "test")[0]) - 1
+
+
+link = UrlState("sensitivity", [
+    Choice("dataset", "dataset", app_datasets),
+    Choices("models", "sens_models", _labels),
+    Choice("wrt", "sens_wrt", ["softmax", "logits"]),
+    Choice("n", "sens_n", [32, 64, 128, 256, 512]),
+    Number("images", "sens_index", 0, lambda: _last_image() + 1 - GALLERY_SIZE, integer=True),
+    Choice("slice_model", "sens_slice_model", lambda: ss.get("sens_models") or []),
+    Number("slice_image", "sens_slice_index", 0, _last_image, integer=True),
+    Number("radius", "sens_radius", 0.05, 1.0),
+    Choice("direction", "sens_direction", ["sign", "gradient"]),
+])
+link.apply()
+ds = ss.dataset
 data, info = dataset(ds, "test")
 n_test = len(data.tensors[0])
-st.title("Sensitivity")
 test_set_note(ds)
 st.markdown(
     "How much does each model's output move when its input moves? Gradient-based attacks follow exactly this "
@@ -61,6 +86,7 @@ st.markdown(
 labels = [r.label for r in available_models(ds)]
 refs = pick_models("Models", ds, key="sens_models", multi=True,
                    default=[m for m in DEFAULT_MODELS if m in labels] or labels[:3])
+link.publish(share)
 if not refs:
     st.stop()
 

@@ -22,7 +22,8 @@ from distill_core.plots.temperature import (
 )
 from distill_core.runs import RunError
 from ui.charts import show_chart
-from ui.common import available_models, dataset, init_state, model_for, pick_models, test_set_note
+from ui.common import app_datasets, available_models, dataset, init_state, model_for, pick_models, test_set_note
+from ui.url_state import Choice, Number, UrlState
 
 # 20 per decade: 0.1 ... 1 ... 10 ... 100, rounded for display. Every curve is cached on this grid, so moving
 # the slider only looks values up and redraws.
@@ -82,9 +83,20 @@ def random_index(n: int) -> None:
 
 
 init_state()
-ds = st.session_state.dataset
-data, info = dataset(ds, "test")
+ss = st.session_state
 st.title("Temperature")
+share = st.container()
+link = UrlState("temperature", [
+    Choice("dataset", "dataset", app_datasets),
+    Choice("model", "temp_model", lambda: [r.label for r in available_models(ss.dataset)]),
+    Number("index", "temp_index", 0, lambda: len(dataset(ss.dataset, "test")[0]) - 1, integer=True),
+    Choice("T", "temp_T", T_OPTIONS),
+    Choice("clean", "temp_ebb_nat", lambda: [r.label for r in available_models(ss.dataset)]),
+    Choice("robust", "temp_ebb_adv", lambda: [r.label for r in available_models(ss.dataset)]),
+])
+link.apply()
+ds = ss.dataset
+data, info = dataset(ds, "test")
 test_set_note(ds)
 st.markdown(
     "Distillation softens a model's outputs with a **temperature**: `softmax_T(z) = softmax(z / T)`. Large T "
@@ -103,6 +115,7 @@ with c_rand:
 with c_T:
     T = st.select_slider("Temperature T (log scale)", options=T_OPTIONS, value=10.0, key="temp_T",
                          format_func=lambda t: f"{t:g}")
+link.publish(share)
 if ref is None:
     st.stop()
 

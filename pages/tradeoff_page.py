@@ -15,14 +15,17 @@ from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.charts import show_chart
+from ui.classroom import job_owner, visitor_job_refusal, visitor_notice
 from ui.common import init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TASKS, BackgroundTask, TrainingJob
+from ui.url_state import Choices, Flag, UrlState
 from ui.widgets import LIVE_REDRAW_S, job_progress_row, job_status_message
 
 init_state()
 ss = st.session_state
 
 st.title("The accuracy-robustness trade-off")
+share = st.container()
 st.markdown(
     "Every model of the zoo and every finished run, as **clean** accuracy against **robust** accuracy under "
     "AutoAttack at the dataset's budget (MNIST: eps 0.3), the field's standard check. Up and to the right is better; "
@@ -41,6 +44,14 @@ if not rows:
 
 datasets = sorted({r["dataset"] for r in rows if r["dataset"]})
 methods = sorted({r["method"] for r in rows if r["method"]})
+link = UrlState("trade-off", [
+    Choices("datasets", "to_datasets", datasets),
+    Choices("sources", "to_sources", ["zoo", "runs", "shipped"]),
+    Choices("methods", "to_methods", methods),
+    Flag("apparent", "to_apparent"),
+    Choices("sweeps", "to_curves", lambda: [c["id"] for c in sweep_curves(rows)]),
+])
+link.apply()
 f1, f2, f3 = st.columns([2, 1, 3])
 default_ds = [ss.dataset] if ss.get("dataset") in datasets else datasets[:1]
 chosen_ds = f1.multiselect("Dataset", datasets, default=default_ds, key="to_datasets")
@@ -137,10 +148,16 @@ with st.expander("Trace a curve: sweep one knob", expanded=False):
         except ValueError as e:
             st.error(f"Cannot start: {e}")
         else:
-            job = JOBS.add(TrainingJob(specs, runs_dir(), label=f"{sw_method}: {sw_knob} sweep on {sw_ds}",
-                                       origin="trade-off", evaluate={"protocol": "autoattack-fast", "n": 200}).start())
-            ss.to_sweep_job, busy = job.id, True
-            ss.to_sw_measured = 0
+            refusal = visitor_job_refusal(specs)
+            if refusal:
+                st.error(refusal, icon=":material/lock:")
+            else:
+                job = JOBS.add(TrainingJob(specs, runs_dir(), label=f"{sw_method}: {sw_knob} sweep on {sw_ds}",
+                                           origin="trade-off", evaluate={"protocol": "autoattack-fast", "n": 200},
+                                           owner=job_owner()).start())
+                ss.to_sweep_job, busy = job.id, True
+                ss.to_sw_measured = 0
+    visitor_notice()
 
 
 @st.fragment(run_every=LIVE_REDRAW_S)
@@ -171,6 +188,7 @@ if others:   # sweeps of other sessions (or of this one before a reload): their 
 
 if not shown:
     st.info("No model matches these filters.")
+    link.publish(share)
     st.stop()
 
 curves = sweep_curves(shown)          # runs tagged with a sweep are drawn as curves, not as single points
@@ -192,6 +210,7 @@ if curves:
                                          key="to_curves")
     curves = [c for c in curves if c["id"] in chosen_curves]
 drawn_curves = [{**c, "points": c["mean"]} for c in curves]     # one point per value: the mean over its seeds
+link.publish(share)
 show_chart(tradeoff_figure(plotted, f"Clean vs {'apparent' if apparent else 'robust'} accuracy ({title})",
                            height=480, curves=drawn_curves, apparent=apparent),
            ("trade-off", title, "apparent" if apparent else "autoattack"), key="to_figure")

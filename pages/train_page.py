@@ -22,6 +22,7 @@ from distill_core.runs import RunError, delete_run, is_live, list_runs, read_met
 from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from ui.charts import show_chart
+from ui.classroom import is_visitor, job_owner, visitor_job_refusal, visitor_notice
 from ui.common import app_datasets, cpu_time_note, dataset_with_info, init_state, pick_models, runs_dir
 from ui.import_form import import_form
 from ui.jobs import JOBS, TrainingJob
@@ -179,6 +180,7 @@ st.caption(f"**Start trains:** {method} on {ds} ({model_name}, {fraction:.0%} of
            + (f"; method settings {changed}" if changed else "; the method's default settings") + ".")
 start = st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:",
                   disabled=bool(missing), help="Runs in the background; you can start several.")
+visitor_notice()
 if missing:
     st.warning(f"Pick a {' and a '.join(m.replace('_', ' ') for m in missing)} first (or train one with "
                "the standard method).")
@@ -195,8 +197,12 @@ if start:
     except (ValueError, TypeError) as e:
         st.error(f"Cannot start: {e}")
     else:
-        job = JOBS.add(TrainingJob([spec], runs_dir(), origin="train").start())
-        ss.train_focus = job.id
+        refusal = visitor_job_refusal([spec])
+        if refusal:
+            st.error(refusal, icon=":material/lock:")
+        else:
+            job = JOBS.add(TrainingJob([spec], runs_dir(), origin="train", owner=job_owner()).start())
+            ss.train_focus = job.id
 
 st.divider()
 st.subheader("Training jobs")
@@ -297,6 +303,8 @@ else:
     busy = training_here | {r.name for r in runs if is_live(r)}
 
     def _delete(name: str) -> None:
+        if is_visitor():            # the button is disabled for them; a forged click changes nothing
+            return
         try:
             delete_run(folder / name)
             ss.train_delete_msg = ("success", f"Deleted run {name}.")
@@ -307,10 +315,13 @@ else:
     with c_delete:
         target = st.selectbox("Delete a run", names, key="train_delete_run")
         sure = st.checkbox(f"Yes, delete `{target}` for good", key="train_delete_confirm")
-        if target in busy:
+        visitor = is_visitor()
+        if visitor:
+            st.caption(":material/lock: In class mode only the teacher's machine deletes runs.")
+        elif target in busy:
             st.caption("This run is still training (here or in another process): stop it first.")
-        st.button("Delete run", key="train_delete_go", icon=":material/delete:", disabled=not sure or target in busy,
-                  on_click=_delete, args=(target,))
+        st.button("Delete run", key="train_delete_go", icon=":material/delete:",
+                  disabled=visitor or not sure or target in busy, on_click=_delete, args=(target,))
 msg = ss.pop("train_delete_msg", None)
 if msg:
     getattr(st, msg[0])(msg[1])

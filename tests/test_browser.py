@@ -248,3 +248,35 @@ def test_import_a_checkpoint_then_attack_a_cifar_image_with_it(server, browser, 
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("Prediction after").count() >= 1
     page.close()
+
+
+def test_a_shared_attack_lab_link_reopens_the_same_attack_in_a_fresh_session(server, browser):
+    """Set up an attack from a link, copy the page's own link from "Copy link", open it as a new visitor (a new
+    browser context: no cookies, a new session): the same image, models, eps and prediction."""
+    url, _ = server
+    first = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = first.new_page()
+    page.goto(f"{url}/attack-lab?dataset=mnist-5k&index=21&models=zoo%3A+standard&models=zoo%3A+trades"
+              "&attacked=zoo%3A+standard&attack=pgd&eps=0.2&steps=20&run=1")
+    _settle(page)
+    if page.get_by_text("Page not found").count():    # the first request of this server (run alone): see above
+        page.keyboard.press("Escape")
+    page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+    before = [m.inner_text() for m in page.locator('[data-testid="stMetric"]').all()[:2]]
+    page.get_by_role("button", name="Copy link").click()
+    link = page.locator('[data-testid="stPopoverBody"] code').first.inner_text().strip()
+    assert "eps=0.2" in link and "run=1" in link and "index=21" in link, link
+    assert "index=21" in page.url                  # the address bar holds the settings too
+    first.close()
+    second = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = second.new_page()
+    page.goto(link)
+    _settle(page)
+    page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+    page.screenshot(path=str(SHOTS / "shared-attack-lab-link.png"), full_page=True)
+    after = [m.inner_text() for m in page.locator('[data-testid="stMetric"]').all()[:2]]
+    assert after == before, (before, after)
+    assert page.locator(".st-key-atk_p_pgd_eps").inner_text().count("0.20") >= 1
+    assert page.locator(".st-key-atk_models").get_by_text("zoo: trades").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    second.close()

@@ -31,6 +31,7 @@ from distill_core.papers.defensive import model_role
 from distill_core.runs import RunError, list_runs, load_model
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo, load_zoo_model
+from ui.classroom import sidebar_note
 from ui.jobs import JOBS
 
 
@@ -324,6 +325,7 @@ def sidebar() -> None:
         active = JOBS.running()
         if active:
             st.caption(f"**Training now:** {len(active)} job(s) - see the Train page")
+        sidebar_note()
 
 
 def divergence_advice(train: TrainConfig) -> str:

@@ -12,6 +12,7 @@ from distill_core.data import files_present, list_datasets
 from distill_core.model_import import ModelImportError, import_checkpoint
 from distill_core.models import describe_model, list_models
 from distill_core.runs import read_run
+from ui.classroom import is_visitor
 from ui.common import runs_dir
 
 # Streamlit's own upload limit (server.maxUploadSize, 200 MB by default) is the same: a WRN-34-10 (46M parameters,
@@ -21,7 +22,11 @@ EVAL_IMAGES = 500          # clean accuracy is measured on this many test images
 
 
 def import_form(key: str = "import") -> None:
-    """Upload a ``.pt`` / ``.pth``, choose its architecture and dataset, name it: a new run, or why not (one line)."""
+    """Upload a ``.pt`` / ``.pth``, choose its architecture and dataset, name it: a new run, or why not (one line).
+    A class visitor (``ui.classroom``) gets one line saying that the teacher's machine imports models."""
+    if is_visitor():
+        st.caption(":material/lock: In class mode only the teacher's machine imports models.")
+        return
     ss = st.session_state
     st.caption(f"A checkpoint trained elsewhere (a `.pt` / `.pth` of at most {MAX_MB} MB): a state dict, or one under "
                "`state_dict` / `model` / `net` (DataParallel `module.` prefixes and numpy numbers beside it are "

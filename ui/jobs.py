@@ -198,7 +198,8 @@ def _main_not_rerun():
 class TrainingJob:
     """One training job (one or several stages) in a worker process.
 
-    ``origin`` is the URL path of the page that started it (``ui.navigation``; the Train page lists every job).
+    ``origin`` is the URL path of the page that started it (``ui.navigation``; the Train page lists every job);
+    ``owner`` the address of the class visitor who started it (``ui.classroom.job_owner``), None otherwise.
     ``evaluate`` (``{"protocol": a robustness protocol, "n": samples >= 1, "seed": int}``, each key
     optional: "autoattack-fast", 500, 0) has the worker measure each stage that ends done or stopped;
     ``ValueError`` for an unknown protocol or a bad ``n``.
@@ -209,6 +210,7 @@ class TrainingJob:
     label: str = ""
     origin: str = ""
     evaluate: dict | None = None
+    owner: str | None = None                           # a class visitor's address (ui.classroom); None: the teacher
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     started: float = field(default_factory=time.time)
     controls: SharedControls = field(init=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.classroom import may_control
 from ui.common import divergence_advice
 
 LIVE_POINTS = 400        # steps a live chart draws at most (a chart is a few hundred pixels wide)
@@ -39,7 +40,8 @@ def fmt_s(seconds: float | None) -> str:
 def job_progress_row(job, snap, key: str, label: str | None = None, container=st) -> None:
     """A running job's progress bar (where it is, share done, ETA) with its Stop button beside it.
 
-    ``key`` names the Stop button's widget key; ``label`` replaces the job's own label in the bar.
+    ``key`` names the Stop button's widget key; ``label`` replaces the job's own label in the bar. A class
+    visitor's Stop is disabled on other people's jobs (``ui.classroom.may_control``).
     """
     c_bar, c_btn = container.columns([5, 1], vertical_alignment="bottom")
     last = snap.last("step")
@@ -52,8 +54,10 @@ def job_progress_row(job, snap, key: str, label: str | None = None, container=st
     stage = f"stage {snap.stage + 1} of {len(job.specs)} · " if len(job.specs) > 1 else ""
     c_bar.progress(snap.progress(), text=f"{label or job.label} · {stage}{where} · {snap.progress():.0%} · "
                                          f"ETA {fmt_s(snap.eta_s())}")
+    mine = may_control(job)
     c_btn.button("Stop training", key=key, icon=":material/stop:", on_click=job.request_stop,
-                 disabled=job.stop.is_set())
+                 disabled=job.stop.is_set() or not mine,
+                 help=None if mine else "In class mode a visitor stops only their own jobs.")
 
 
 def job_status_message(job, snap, container=st) -> None:
