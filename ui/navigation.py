@@ -20,6 +20,8 @@ class Page(NamedTuple):
 
 PAGES: tuple[Page, ...] = (
     Page("pages/home_page.py", "Home", ":material/home:", "home", ""),
+    Page("pages/lesson_page.py", "Lesson (45 min)", ":material/school:", "lesson",
+         "Lesson: the trade-off in 45 minutes, step by step"),
     Page("pages/temperature_page.py", "Temperature", ":material/thermostat:", "temperature",
          "Temperature: how T reshapes a softmax"),
     Page("pages/train_page.py", "Train", ":material/model_training:", "train", "Train any model with any method"),
@@ -38,7 +40,7 @@ PAGES: tuple[Page, ...] = (
 )
 
 # The order the Home page suggests (teaching first, then research).
-START_HERE = ("temperature", "defensive", "attack-lab", "boundary", "multi-teacher", "train", "sensitivity",
+START_HERE = ("lesson", "temperature", "defensive", "attack-lab", "boundary", "multi-teacher", "train", "sensitivity",
               "trade-off")
 
 
