@@ -82,11 +82,12 @@ def browser():
 
 
 def _settle(page, timeout_ms: int = 90_000) -> None:
-    """Wait until the script has finished running (and stays finished briefly)."""
+    """Wait until the script has finished running (and stays finished briefly: a rerun a widget triggers starts
+    within a few hundred milliseconds)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     for _ in range(2):
         page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
-        page.wait_for_timeout(700)
+        page.wait_for_timeout(450)
 
 
 def test_a_first_deep_link_keeps_the_router(server, browser):

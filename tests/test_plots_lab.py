@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
+import pytest
 import torch
 
 from distill_core.evaluate import log10_histograms
+from distill_core.plots import METHOD_SYMBOLS, method_symbol
 from distill_core.plots.attacks import (
     attack_images_figure,
     probability_bars_figure,
@@ -170,3 +173,17 @@ def test_the_tradeoff_figure_reads_in_grey() -> None:
         assert _grey(points[a].marker.color) <= 190                            # off the white background
     kd = list(points["kd"].marker.symbol)
     assert len(set(kd)) == 2                                                   # the run differs from the zoo model
+
+
+@pytest.mark.parametrize("method", [*METHOD_SYMBOLS, "imported", "a-method-from-elsewhere", "x", "y1", "z22"])
+def test_every_method_symbol_and_its_run_variant_are_plotly_symbols(method):
+    """A run is drawn with the method's symbol + "-dot"; an unknown method (an imported model) gets a spare one: both
+    must be symbols plotly accepts (a 'bowtie-dot' once broke the Trade-off page for an imported model)."""
+    symbol = method_symbol(method)
+    go.Scatter(marker=dict(symbol=symbol))
+    go.Scatter(marker=dict(symbol=f"{symbol}-dot"))
+    from distill_core.plots.tradeoff import tradeoff_figure
+
+    fig = tradeoff_figure([{"name": "r", "method": method, "clean": 0.9, "robust": 0.5, "source": "runs",
+                            "label": "r", "learned": True}], "t")
+    assert any(t.marker.symbol is not None for t in fig.data)

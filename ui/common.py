@@ -237,8 +237,8 @@ def pick_models(label: str, dataset_name: str, key: str, default: list[str] | No
     labels = [r.label for r in refs]
     by_label = dict(zip(labels, refs))
     if multi:
-        chosen = container.multiselect(label, labels, default=[d for d in (default or labels[:1]) if d in by_label],
-                                       key=key)
+        start = [d for d in (default or []) if d in by_label] or labels[:1]    # none of the defaults here: the first
+        chosen = container.multiselect(label, labels, default=start, key=key)
         return [by_label[c] for c in chosen]
     index = next((labels.index(d) for d in (default or []) if d in by_label), 0)
     return by_label[container.selectbox(label, labels, index=index, key=key)]

@@ -88,4 +88,4 @@ def _import(upload, arch: str, dataset: str, name: str) -> tuple[str, str]:
     return kind, (f"Imported `{upload.name}` as run **{path.name}** ({arch} on {dataset}; normalisation: "
                        f"{run.config['imported']['normalization']}; {measured}). It is in every page's model list "
                        "for its dataset now: attack it in the Attack lab, and measure its AutoAttack robustness on "
-                       "the Trade-off page (*Evaluate runs*).")
+                       "the Trade-off page (*Evaluate robustness*).")

@@ -24,7 +24,8 @@ METHOD_COLORS = {"standard": "#163678", "defensive": "#553F32", "bss": "#376B32"
                  "pgd_at": "#936486", "ard": "#D67415", "kd": "#6AABA6", "mtard": "#E48C94", "rslad": "#DFBD37"}
 METHOD_SYMBOLS = {"standard": "circle", "defensive": "square", "bss": "triangle-down", "trades": "star",
                   "pgd_at": "pentagon", "ard": "diamond", "kd": "triangle-up", "mtard": "hexagram", "rslad": "cross"}
-_SPARE_SYMBOLS = ("bowtie", "hourglass", "triangle-left", "triangle-right", "x", "star-diamond", "hexagon")
+# For methods the lab does not know (and imported models): every one has a "-dot" variant, which marks a run.
+_SPARE_SYMBOLS = ("hexagon", "triangle-left", "triangle-right", "x", "star-diamond", "octagon", "star-square")
 
 
 def base_layout(fig: go.Figure, title: str = "", height: int = 360, **kwargs) -> go.Figure:

@@ -116,13 +116,13 @@ class Settings:
 
 # The quick run's AutoAttack is the fast protocol (APGD-CE + APGD-T): the standard one spends ~50 s on the robust
 # teacher alone (FAB-T and Square on its ~25 robust samples), more than the rest of the quick run.
-QUICK = dict(seeds=(0, 1), epochs=1, train_fraction=0.25, batch_size=32, lr=2e-3, train_steps=3, n_eval=100,
-             protocol="autoattack-fast", n_autoattack=50)
+QUICK = dict(seeds=(0, 1), epochs=1, train_fraction=0.25, batch_size=32, lr=2e-3, train_steps=3, n_eval=60,
+             protocol="autoattack-fast", n_autoattack=30)
 
 
 def settings(quick: bool = False, seed: int = 0, train_teachers: bool = False) -> Settings:
-    """The full settings, or the quick ones (2 seeds, 1 epoch on a quarter of the data, 3 PGD steps, 100 test
-    samples, AutoAttack's fast protocol on 50).
+    """The full settings, or the quick ones (2 seeds, 1 epoch on a quarter of the data, 3 PGD steps, 60 test
+    samples, AutoAttack's fast protocol on 30).
 
     ``seed`` is the evaluation seed and the first of the training seeds; ``train_teachers`` trains both
     teachers instead of loading them from the zoo.
