@@ -16,8 +16,8 @@ from ui.navigation import PAGES
 def run() -> None:
     """Set up the page, register every page with ``st.navigation``, draw the sidebar, run the chosen page."""
     st.set_page_config(page_title="Robust Distillation Lab", page_icon=":material/science:", layout="wide")
-    from ui.common import app_datasets, keep_settings, sidebar
-    from ui.url_state import apply_dataset
+    from ui.common import keep_settings, sidebar
+    from ui.url_state import apply_pending
 
     home = PAGES[0]
     # The default page is served at "/" but reserves its own pathname, which Streamlit then answers with
@@ -28,7 +28,7 @@ def run() -> None:
     pages.append(st.Page(home.file, title=home.title, icon=home.icon, url_path=home.url_path, visibility="hidden"))
     keep_settings()          # a page's settings survive leaving it and coming back
     nav = st.navigation(pages)
-    apply_dataset(app_datasets())   # a shared link's dataset, before the sidebar's box is drawn
+    apply_pending()          # a link's dataset, which its page could not set once the sidebar was drawn
     sidebar()
     nav.run()
 

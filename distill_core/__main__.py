@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ri.add_argument("--model", required=True, metavar="ARCH", help="its architecture (`python -m distill_core models`)")
     ri.add_argument("--dataset", required=True, help="the dataset it was trained on")
     ri.add_argument("--name", default=None, help="your name for it; also the run folder's name")
-    ri.add_argument("--runs-dir", default="runs")
+    ri.add_argument("--runs-dir", default=argparse.SUPPRESS, help="(default: runs, or the one given before `import`)")
     ri.add_argument("--data-root", default=None, help="where the dataset's files are (to measure clean accuracy)")
     ri.add_argument("--n", type=int, default=1000,
                     help="measure clean accuracy on the first N test images when the dataset is here (0: skip)")
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a table of single attacks, e.g. fgsm,pgd,cw_linf,jsma (for study; not 'robust accuracy')")
     e.add_argument("--n", type=int, default=500, help="test samples used for the attacks")
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
+    e.add_argument("--data-root", default=None, help="where mnist / fashion-mnist / cifar10 files are (default "
+                                                     "$DISTILL_DATA or ./data)")
     e.add_argument("--device", default="auto")
 
     sub.add_parser("datasets", help="list the datasets")
@@ -431,8 +433,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_runs_import(args) -> int:
-    from .model_import import ModelImportError, import_checkpoint
-    from .runs import read_run
+    from .model_import import ModelImportError, import_checkpoint, import_summary
 
     if not Path(args.checkpoint).is_file():
         raise UsageError(f"no checkpoint file at {args.checkpoint}")
@@ -441,15 +442,11 @@ def cmd_runs_import(args) -> int:
                                  n_eval=max(args.n, 0), data_root=args.data_root)
     except ModelImportError as e:
         raise UsageError(str(e)) from None
-    run = read_run(path)
-    acc = run.summary.get("test_accuracy")
-    measured = (f"clean accuracy {acc:.2%} on the first {run.summary['eval_samples']} test images"
-                if acc is not None else f"not measured ({args.dataset}'s files are not under the data root)")
-    print(f"imported {args.checkpoint} as run {path} ({args.model} on {args.dataset}, normalisation: "
-          f"{run.config['imported']['normalization']}); {measured}")
-    if run.summary.get("learned") is False:
-        print("warning: that is chance level: either it is not trained, or its code normalised the inputs in the "
-              "data loader (the lab feeds [0, 1] pixels to a model without a normalisation layer)", file=sys.stderr)
+    kind, text = import_summary(path)
+    print(f"imported {args.checkpoint} as run {path}")
+    print(f"  {text.split(': at chance level')[0]}")
+    if kind == "warning":
+        print(f"warning: {text.split(': ', 1)[1]}", file=sys.stderr)
     print(f"next: `python -m distill_core eval {path} --robust` measures its robust accuracy (AutoAttack)")
     return EXIT_OK
 
@@ -467,7 +464,7 @@ def cmd_eval(args) -> int:
     device = choose_device(args.device).device
     try:
         model, info, config = load_model(args.run, device)
-        test, _ = load_dataset(config["dataset"], "test", seed=config["train"]["seed"],
+        test, _ = load_dataset(config["dataset"], "test", args.data_root, seed=config["train"]["seed"],
                                **config.get("dataset_options", {}))
     except (RunError, ValueError, FileNotFoundError, KeyError, TypeError) as e:
         raise UsageError(str(e)) from None
@@ -514,7 +511,8 @@ def _eval_robust(args, device) -> int:
         bar.set_postfix_str(message)
 
     try:
-        report = evaluate_run_robustness(args.run, args.protocol, args.n, args.seed, progress, device)
+        report = evaluate_run_robustness(args.run, args.protocol, args.n, args.seed, progress, device,
+                                         data_root=args.data_root)
     except (RunError, ValueError, FileNotFoundError, KeyError) as e:
         raise UsageError(str(e)) from None
     finally:

@@ -23,16 +23,17 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import IO
 
 import torch
 
-from .checkpoints import CheckpointError, fit_state_dict, read_state_dict
+from .checkpoints import CheckpointError, fit_state_dict, one_line, read_state_dict
 from .data import DatasetInfo, files_present, list_datasets, load_dataset, registered_info
 from .models import Normalize, build_model, list_models
-from .runs import create_run, new_run_name
+from .runs import create_run, new_run_name, read_run
 from .train import did_not_learn, evaluate_accuracy
 
 IMPORTED = "imported"                       # the ``method`` an imported run records
@@ -127,6 +128,7 @@ def import_checkpoint(source: str | os.PathLike | bytes | IO[bytes], arch: str, 
     except CheckpointError as e:
         raise ModelImportError(str(e)) from None
     model.eval()
+    accuracy, n, why_not = _accuracy(model, dataset, n_eval, data_root)    # before anything is written
     digest = hashlib.sha256(bytes(raw)).hexdigest()
     config = {"dataset": dataset, "model": arch, "method": IMPORTED, "method_config": {}, "teachers": {},
               "train": {"seed": 0}, "fraction": 1.0, "dataset_options": {}, "model_options": {},
@@ -138,22 +140,43 @@ def import_checkpoint(source: str | os.PathLike | bytes | IO[bytes], arch: str, 
                                     "the checkpoint's own normalisation buffers")}}
     writer = create_run(runs_dir, config, folder or new_run_name(config))
     writer.save_model(model)
-    accuracy, n = _accuracy(model, dataset, n_eval, data_root)
     chance = 1.0 / info.num_classes
     writer.finish({"status": "done", "epochs": None, "test_accuracy": accuracy, "eval_samples": n,
-                   "reason": f"imported from {label} (sha256 {digest[:12]})", "chance_accuracy": chance,
+                   "not_measured": why_not, "reason": f"imported from {label} (sha256 {digest[:12]})",
+                   "chance_accuracy": chance,
                    "learned": None if accuracy is None else not did_not_learn(accuracy, chance)})
     return writer.path
 
 
-def _accuracy(model: torch.nn.Module, dataset: str, n: int, root) -> tuple[float | None, int | None]:
-    """Clean accuracy on the first ``n`` test images, when ``n`` > 0 and the dataset's files are here."""
-    if n <= 0 or not files_present(dataset, root):
-        return None, None
-
-    test, _ = load_dataset(dataset, "test", root)
+def _accuracy(model: torch.nn.Module, dataset: str, n: int, root) -> tuple[float | None, int | None, str]:
+    """Clean accuracy on the first ``n`` test images and ``n``, or ``(None, None, why not)``: ``n`` is 0, the
+    dataset's files are not under the data root, or they cannot be read (the import goes on without it)."""
+    if n <= 0:
+        return None, None, "not asked for"
+    if not files_present(dataset, root):
+        return None, None, f"{dataset}'s files are not under the data root"
+    try:
+        test, _ = load_dataset(dataset, "test", root)
+    except (OSError, ValueError, pickle.UnpicklingError) as e:
+        return None, None, f"{dataset}'s files cannot be read: {one_line(str(e), 160)}"
     n = min(n, len(test))
-    return float(evaluate_accuracy(model, test, limit=n)), n
+    return float(evaluate_accuracy(model, test, limit=n)), n, ""
+
+
+def import_summary(path: str | os.PathLike) -> tuple[str, str]:
+    """What an import gave, for people: ``(kind, sentence)``, kind ``"success"`` or ``"warning"`` (clean accuracy at
+    chance: not trained, or its code normalised the inputs in the data loader). The CLI and the app print it."""
+    run = read_run(path)
+    s, imported = run.summary, run.config.get("imported", {})
+    acc = s.get("test_accuracy")
+    measured = (f"clean accuracy {100 * acc:.1f} % on the first {s.get('eval_samples')} test images" if acc is not None
+                else f"clean accuracy not measured ({s.get('not_measured') or 'no data'})")
+    text = (f"{run.name}: {run.config.get('model')} on {run.config.get('dataset')}, normalisation "
+            f"{imported.get('normalization', '?')}; {measured}")
+    if s.get("learned") is False:
+        return "warning", (text + ": at chance level. Either it is not trained, or its code fed it inputs normalised "
+                           "in the data loader (this lab feeds [0, 1] pixels to a model without a normalisation layer)")
+    return "success", text
 
 
 def is_imported(config: dict) -> bool:

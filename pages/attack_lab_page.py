@@ -133,12 +133,10 @@ link = UrlState("attack-lab", [
 link.apply()
 if link.applied and st.query_params.get("run") == "1":
     ss.atk_autorun = True    # the link was copied with a result on screen: show it again
-ds = ss.dataset
+ds = image_set()
 data, info = dataset(ds, "test")
-if not info.is_image:
-    st.info(f"The attack lab works on images; {ds} is a 2-D dataset, so mnist-5k is used here.")
-    ds = "mnist-5k"
-    data, info = dataset(ds, "test")
+if ds != ss.dataset:
+    st.info(f"The attack lab works on images; {ss.dataset} is a 2-D dataset, so {ds} is used here.")
 test_set_note(ds)
 st.markdown(
     "Pick one image, one or more models and an attack. The model chosen under **Attack this model** is attacked "
@@ -187,7 +185,10 @@ with c_in:
             except ImageInputError as e:
                 st.error(f"Cannot use {file.name}: {e}")
     else:
-        st.caption("Draw a digit: white ink on black, like the dataset. The trash icon above the canvas clears it.")
+        st.caption("Draw a digit: white ink on black, like the dataset. The trash icon above the canvas clears it."
+                   if info.input_shape[0] == 1 else
+                   f"Draw a shape in white on black: it becomes a {'x'.join(map(str, info.input_shape))} image "
+                   f"(grey in all three channels), which {ds} models have rarely seen. The trash icon clears it.")
         st.markdown("&nbsp;")  # room for the canvas's floating toolbar
         result = st_canvas(stroke_width=16, stroke_color="#FFFFFF", background_color="#000000", height=196, width=196,
                            drawing_mode="freedraw", key="atk_canvas", return_image_data=True)

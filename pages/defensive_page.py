@@ -39,7 +39,7 @@ from distill_core.runs import RunError, list_runs
 from distill_core.train import Event
 from distill_core.zoo import list_zoo
 from ui.charts import show_chart
-from ui.classroom import job_owner, visitor_job_refusal, visitor_notice
+from ui.classroom import job_owner, teacher_only, visitor_job_refusal, visitor_notice
 from ui.common import (
     app_datasets,
     available_models,
@@ -99,7 +99,7 @@ dd_sets = _dd_sets()
 if ss.get("dd_dataset") not in dd_sets:
     ss.dd_dataset = "mnist-5k"
 ds_name = c1.radio("Dataset", dd_sets, key="dd_dataset", horizontal=True)
-break_ds = "mnist-5k" if ds_name == "moons" else ds_name    # step 3 attacks images
+break_ds = _break_set()                                       # step 3 attacks images
 T = c2.select_slider("Temperature T", options=list(PAPERNOT_TEMPERATURES), value=int(DEFAULT_T), key="dd_T",
                      help=f"The paper sweeps T in {{1, 2, 5, 10, 20, 30, 40, 50, 100}}; the default here is "
                           f"{DEFAULT_T:g}, the temperature at which the paper's JSMA success fell to 0.45 %.")
@@ -235,7 +235,10 @@ with st.expander("Rerun the sweep (quick version, trained live)", expanded=resul
                "JSMA on the softmax, rho_adv, confidence and gradient amplitudes; then the T = 100 student is broken. "
                "A pipeline check with few samples, not the paper's numbers: one to a few minutes on a CPU.")
     busy = quick_job is not None and quick_job.status == "running"
-    if st.button("Run the quick sweep", key="dd_sweep_run", disabled=busy):
+    refused = teacher_only("the quick sweep")
+    if refused:
+        st.caption(refused)
+    if st.button("Run the quick sweep", key="dd_sweep_run", disabled=busy or refused is not None):
         quick_job = ReproductionRun("papernot", Path(tempfile.mkdtemp(prefix="papernot-quick-"))).start()
         ss.dd_quick = quick_job
         busy = True
@@ -346,8 +349,8 @@ ref = by_label[k1.selectbox("Distilled model to attack", labels, key="dd_break_m
                             format_func=lambda label: _display(by_label[label]),
                             help="Defensive students from the zoo or your runs (step 1 selects its new student).")]
 n_break = k2.slider("Test images (N)", 5, 100, DEFAULT_BREAK_N, step=5, key="dd_break_n",
-                    help="The first N test images the model classifies correctly; JSMA attacks each towards all 9 "
-                         "other digits (Papernot's protocol).")
+                    help="The first N test images the model classifies correctly; JSMA attacks each towards every "
+                         "other class (Papernot's protocol).")
 with_cw_l2 = k3.checkbox("CW-L2", key="dd_break_cw", help="Also Carlini & Wagner's L2 attack (9 x 100 Adam steps: "
                          "about as long as all the others together).")
 try:

@@ -11,9 +11,11 @@ from distill_core.zoo import list_zoo
 from ui.charts import show_chart
 from ui.common import dataset, init_state
 from ui.navigation import START_HERE, page
+from ui.url_state import UrlState
 
 init_state()
 st.title("Robust Distillation Lab")
+UrlState("home", []).publish()        # its address alone: "Copy link" like every page
 st.markdown(
     "Knowledge distillation trains a small **student** to imitate a **teacher**. Making a model robust "
     "to adversarial examples usually costs clean accuracy: that is the **accuracy-robustness trade-off**. "

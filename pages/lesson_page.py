@@ -14,7 +14,7 @@ from distill_core.reproduce import expectation_status
 from distill_core.zoo import list_zoo
 from ui.common import dataset, init_state, zoo_model
 from ui.navigation import page
-from ui.url_state import query_string
+from ui.url_state import UrlState, query_string
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCTIONS = ROOT / "assets" / "reproductions"
@@ -42,6 +42,7 @@ def _as_lists(params: dict) -> dict[str, list[str]]:
 
 init_state()
 st.title("Lesson: the accuracy-robustness trade-off in 45 minutes")
+UrlState("lesson", []).publish()        # its address alone: "Copy link" like every page
 st.markdown(
     "Five steps for a class (or a student alone): each opens a page with its exact setup, says what to do, which "
     "question to ask, and what you should see on the lab's shipped models. The numbers below are read from the "

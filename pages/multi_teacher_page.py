@@ -197,7 +197,7 @@ def _toggled(q: str) -> None:
     Only the user's own action writes ``job.controls`` (here and in :func:`_slid`); a redraw reads it, so two
     tabs on the same run never undo each other's takeover."""
     job = page_job("multi-teacher", "mt_job")
-    if job is None:
+    if job is None or not may_control(job):      # checked again here: a forged event from a visitor does nothing
         return
     if ss[f"mt_take_{q}"]:
         last = job.snapshot().last("step")
@@ -210,7 +210,7 @@ def _toggled(q: str) -> None:
 
 def _slid(q: str) -> None:
     job = page_job("multi-teacher", "mt_job")
-    if job is not None and ss.get(f"mt_take_{q}"):
+    if job is not None and ss.get(f"mt_take_{q}") and may_control(job):
         job.controls.set(q, ss[f"mt_val_{q}"])
 
 

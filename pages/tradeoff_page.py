@@ -15,7 +15,7 @@ from distill_core.spec import TrainSpec
 from distill_core.train import TrainConfig
 from distill_core.zoo import list_zoo
 from ui.charts import show_chart
-from ui.classroom import job_owner, visitor_job_refusal, visitor_notice
+from ui.classroom import job_owner, teacher_only, visitor_job_refusal, visitor_notice
 from ui.common import init_state, pick_models, runs_dir
 from ui.jobs import JOBS, TASKS, BackgroundTask, TrainingJob
 from ui.url_state import Choices, Flag, UrlState
@@ -49,7 +49,8 @@ link = UrlState("trade-off", [
     Choices("sources", "to_sources", ["zoo", "runs", "shipped"]),
     Choices("methods", "to_methods", methods),
     Flag("apparent", "to_apparent"),
-    Choices("sweeps", "to_curves", lambda: [c["id"] for c in sweep_curves(rows)]),
+    Choices("sweeps", "to_curves", lambda: [c["id"] for c in sweep_curves(       # the curves the filters leave
+        filter_rows(rows, ss.get("to_datasets"), ss.get("to_sources"), ss.get("to_methods")))]),
 ])
 link.apply()
 f1, f2, f3 = st.columns([2, 1, 3])
@@ -86,7 +87,11 @@ if missing and (task is None or task.finished):
     e1.caption(f"{len(missing)} run(s) have no robust accuracy yet: they are in the table, not on the chart. "
                "AutoAttack fast (APGD-CE + APGD-T, the authors' code) takes about 10-60 s per small model on a CPU; "
                "it runs in the background (leave the page and come back), and the result is saved in each run.")
-    if e1.button(f"Evaluate robustness of the {len(missing)} run(s) that lack it", key="to_evaluate"):
+    refused = teacher_only("measuring every run with AutoAttack")
+    if refused:
+        e1.caption(refused)
+    if e1.button(f"Evaluate robustness of the {len(missing)} run(s) that lack it", key="to_evaluate",
+                 disabled=refused is not None):
         task = TASKS.add(BackgroundTask(f"AutoAttack on {len(missing)} run(s)",
                                         evaluate_runs([(r["name"], r["path"]) for r in missing], int(n_eval)),
                                         origin="trade-off")).start()

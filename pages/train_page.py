@@ -27,6 +27,7 @@ from ui.common import app_datasets, cpu_time_note, dataset_with_info, init_state
 from ui.import_form import import_form
 from ui.jobs import JOBS, TrainingJob
 from ui.navigation import page_title
+from ui.url_state import UrlState
 from ui.widgets import (
     IDLE_POLL_S,
     LIVE_POINTS,
@@ -113,6 +114,7 @@ def job_charts(job, snap, prefix: str) -> None:
 # ------------------------------------------------------------------ page
 
 st.title("Train")
+UrlState("train", []).publish()        # its address alone: "Copy link" like every page
 st.caption("Train any model with any method on any dataset in the sidebar's list. Training runs in the background: "
            "keep "
            "using the lab, switch pages, come back; every run is saved under the runs folder and shows up in "

@@ -107,3 +107,27 @@ def test_parsers_refuse_what_a_page_cannot_use():
         Choice("T", "k", [4.47, 5.01]).parse(["4.7"])
     assert Choices("m", "k", ["a", "b"]).parse(["b", "a", "b"]) == ["b", "a"]
     assert query_string({"b": ["2"], "a": ["x y", "z"]}) == "a=x+y&a=z&b=2"
+
+
+def test_through_the_router_a_link_sets_the_sidebar_dataset_again_after_the_user_changed_it():
+    """The sidebar's dataset box is drawn by app.py before the page: a link's dataset goes in through app.py (one
+    rerun), also when the same link is opened a second time after the user picked another dataset."""
+    from tests._apptest import ROOT
+
+    link = {"dataset": "digits", "model": "zoo: standard", "T": "5"}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/temperature_page.py")
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["dataset"] == "digits" and at.session_state["temp_T"] == 5.01
+    at.sidebar.selectbox(key="dataset").set_value("mnist-5k").run()
+    assert not at.exception and at.session_state["dataset"] == "mnist-5k"
+    at.query_params.clear()
+    for k, v in link.items():                              # the same link, opened again
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["dataset"] == "digits"

@@ -157,3 +157,32 @@ def test_a_visitor_cannot_delete_or_import_and_trains_within_the_limits(monkeypa
     assert len(JOBS.all()) == 1
     assert any("one job at a time" in e.value for e in at.error)
     assert at.old_run.exists()
+
+
+def test_a_link_the_teacher_copies_in_class_mode_names_the_network_address(monkeypatch):
+    """The teacher browses at localhost; the links they hand out must open on the students' machines."""
+    monkeypatch.setattr(classroom, "network_address", lambda: "192.0.2.7")
+    _serve(monkeypatch, "0.0.0.0", None)
+    assert classroom.shareable("http://localhost:8501/attack-lab") == "http://192.0.2.7:8501/attack-lab"
+    assert classroom.shareable("http://127.0.0.1:8501/x") == "http://192.0.2.7:8501/x"
+    assert classroom.shareable("http://192.0.2.7:8501/x") == "http://192.0.2.7:8501/x"
+    _serve(monkeypatch, "127.0.0.1", None)                       # not serving a class: unchanged
+    assert classroom.shareable("http://localhost:8501/x") == "http://localhost:8501/x"
+    address = classroom.network_address()                        # the real lookup: an address, never loopback
+    assert address is None or not classroom._is_loopback(address)
+
+
+def test_a_visitor_finds_only_their_own_job_on_a_page_and_server_wide_work_is_the_teachers(monkeypatch, tmp_path):
+    from ui.jobs import JobBoard
+
+    board = JobBoard()
+    teacher = board.add(TrainingJob([_spec()], tmp_path, origin="defensive"))
+    student = board.add(TrainingJob([_spec()], tmp_path, origin="defensive", owner="192.0.2.9"))
+    teacher.started, student.started = 2.0, 1.0                        # the teacher's is the latest
+    assert board.page_job("defensive") is teacher                      # the teacher (no owner filter): the latest
+    assert board.page_job("defensive", owner="192.0.2.9") is student   # a visitor: their own, not the teacher's
+    assert board.page_job("defensive", owner="192.0.2.50") is None     # another visitor: none (Start not blocked)
+    _serve(monkeypatch, "0.0.0.0", "192.0.2.9")
+    assert "teacher's machine" in classroom.teacher_only("the quick sweep")
+    _serve(monkeypatch, "0.0.0.0", None)
+    assert classroom.teacher_only("the quick sweep") is None

@@ -162,3 +162,37 @@ def test_cli_eval_runs_on_an_imported_model(data_root, runs_dir, monkeypatch, ca
     path = import_checkpoint(saved(external_resnet8()), "resnet8", "cifar10", runs_dir, name="rn8")
     assert main(["eval", str(path)]) == 0
     assert "clean test accuracy" in capsys.readouterr().out
+
+
+def test_unreadable_data_does_not_stop_the_import_and_robustness_fills_the_clean_accuracy(tmp_path, runs_dir):
+    """Data files that exist but cannot be read: the model is imported, unmeasured, saying why (nothing half-written).
+    Measured later with AutoAttack where the data is readable, the run gets the report's clean accuracy, so it
+    reaches the trade-off chart."""
+    from distill_core.lab.tradeoff import evaluate_run_robustness, tradeoff_rows
+
+    broken = tmp_path / "broken"
+    write_cifar(broken, n=10, n_test=20)
+    (broken / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
+    path = import_checkpoint(saved(external_resnet8()), "resnet8", "cifar10", runs_dir, name="rn8", n_eval=20,
+                             data_root=broken)
+    run = read_run(path)
+    assert run.status == "done" and run.summary["test_accuracy"] is None
+    assert "cannot be read" in run.summary["not_measured"]
+    good = tmp_path / "good"
+    write_cifar(good, n=10, n_test=20)
+    report = evaluate_run_robustness(path, "autoattack-fast", n=10, data_root=good)
+    summary = read_run(path).summary
+    assert summary["test_accuracy"] == report.clean_accuracy and summary["eval_samples"] == 10
+    [row] = tradeoff_rows([], list_runs(runs_dir))
+    assert row["clean"] == report.clean_accuracy and row["robust"] == report.robust_accuracy
+
+
+def test_cli_runs_dir_before_or_after_import(tmp_path, capsys):
+    ckpt = tmp_path / "rn8.pt"
+    ckpt.write_bytes(saved(external_resnet8()))
+    before, after = tmp_path / "before", tmp_path / "after"
+    assert main(["runs", "--runs-dir", str(before), "import", str(ckpt), "--model", "resnet8", "--dataset",
+                 "cifar10", "--name", "a"]) == 0
+    assert main(["runs", "import", str(ckpt), "--model", "resnet8", "--dataset", "cifar10", "--name", "b",
+                 "--runs-dir", str(after)]) == 0
+    assert (before / "a").is_dir() and (after / "b").is_dir()

@@ -57,7 +57,11 @@ def svg_unavailable() -> str | None:
     except ImportError:
         return ("SVG export needs the kaleido package (pip install -r requirements.txt); the camera icon on the "
                 "chart saves a PNG.")
-    if Chromium.find_browser(skip_local=False) is None:
+    try:
+        found = Chromium.find_browser(skip_local=False)
+    except Exception:  # noqa: BLE001 - another choreographer version: say SVG is off rather than break every chart
+        found = None
+    if found is None:
         return ("SVG export needs Chrome or Chromium on the machine running the lab (kaleido draws with it) and "
                 "none was found; the camera icon on the chart saves a PNG.")
     return None

@@ -14,6 +14,8 @@ and so gets the teacher's rights: serve a class directly, not through a proxy.
 from __future__ import annotations
 
 import ipaddress
+import socket
+from urllib.parse import urlsplit, urlunsplit
 
 import streamlit as st
 
@@ -49,6 +51,31 @@ def _server_address() -> str | None:
 
 def _client_ip() -> str | None:
     return st.context.ip_address
+
+
+def network_address() -> str | None:
+    """This machine's address on the network students reach it by (the interface of the default route; no packet
+    is sent), or None when there is none."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if _is_loopback(address) else address
+
+
+def shareable(url: str) -> str:
+    """``url`` as other machines can open it: in class mode, a ``localhost`` / loopback host (the teacher's own
+    browser) is replaced by :func:`network_address`; otherwise unchanged."""
+    parts = urlsplit(url)
+    if not (serving_a_class() and parts.hostname and _is_loopback(parts.hostname)):
+        return url
+    address = network_address()
+    if address is None:
+        return url
+    netloc = address + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def serving_a_class() -> bool:
@@ -99,6 +126,13 @@ def visitor_job_refusal(specs: list[TrainSpec]) -> str | None:
     if len(visitors) >= VISITOR_JOBS_AT_ONCE:
         return (f"In class mode visitors run at most {VISITOR_JOBS_AT_ONCE} jobs at once and that many are running: "
                 "try again when one has finished.")
+    return None
+
+
+def teacher_only(what: str) -> str | None:
+    """For a visitor, why ``what`` (server-wide work: a reproduction, AutoAttack on every run) is refused; else None."""
+    if is_visitor():
+        return f"In class mode, {what} runs from the teacher's machine only."
     return None
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from distill_core.data import files_present, list_datasets
-from distill_core.model_import import ModelImportError, import_checkpoint
+from distill_core.model_import import ModelImportError, import_checkpoint, import_summary
 from distill_core.models import describe_model, list_models
-from distill_core.runs import read_run
 from ui.classroom import is_visitor
 from ui.common import runs_dir
 
@@ -76,16 +75,7 @@ def _import(upload, arch: str, dataset: str, name: str) -> tuple[str, str]:
                                      source_name=upload.name, n_eval=EVAL_IMAGES if here else 0)
     except ModelImportError as e:
         return "error", f"Not imported: {e}"
-    run = read_run(path)
-    acc = run.summary.get("test_accuracy")
-    measured = (f"clean accuracy {100 * acc:.1f} % on the first {run.summary['eval_samples']} test images"
-                if acc is not None else f"not measured: {dataset}'s files are not under the data root")
-    kind = "success"
-    if acc is not None and run.summary.get("learned") is False:
-        kind, measured = "warning", (f"{measured}: **at chance level**. Either it is not trained, or its code fed it "
-                                     "normalised inputs from the data loader (this lab feeds [0, 1] pixels to a "
-                                     "model without a normalisation layer)")
-    return kind, (f"Imported `{upload.name}` as run **{path.name}** ({arch} on {dataset}; normalisation: "
-                       f"{run.config['imported']['normalization']}; {measured}). It is in every page's model list "
-                       "for its dataset now: attack it in the Attack lab, and measure its AutoAttack robustness on "
-                       "the Trade-off page (*Evaluate robustness*).")
+    kind, text = import_summary(path)
+    return kind, (f"Imported `{upload.name}` as run {text}. It is in every page's model list for its dataset "
+                  "now: attack it in the Attack lab, and measure its AutoAttack robustness on the Trade-off page "
+                  "(*Evaluate robustness*).")

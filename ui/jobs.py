@@ -433,12 +433,13 @@ class JobBoard:
             jobs = [j for j in self._jobs.values() if origin is None or j.origin == origin]
         return sorted(jobs, key=lambda j: j.started, reverse=True)
 
-    def page_job(self, origin: str, job_id: str | None = None) -> TrainingJob | None:
+    def page_job(self, origin: str, job_id: str | None = None, owner: Any = ...) -> TrainingJob | None:
         """A page's job: ``job_id`` (the one this tab started) if the board has it, else the latest job started
-        from ``origin`` (after a reload or in a new tab), so its progress, Stop and controls are never orphaned."""
+        from ``origin`` (after a reload or in a new tab), so its progress, Stop and controls are never orphaned.
+        ``owner`` (when given) limits that fallback to the jobs of one owner (a class visitor's own)."""
         job = self.get(job_id)
         if job is None:
-            mine = self.all(origin=origin)
+            mine = [j for j in self.all(origin=origin) if owner is ... or j.owner == owner]
             job = mine[0] if mine else None
         return job
 

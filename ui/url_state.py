@@ -28,6 +28,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from ui.classroom import shareable
 
 Options = Sequence[Any] | Callable[[], Sequence[Any]]
 
@@ -194,9 +197,9 @@ class UrlState:
         written = st.session_state.setdefault("_url_written", {})
         if not current or self._seen().get(self.page) == qs or written.get(qs, self.page) != self.page:
             return []           # applied already, written by this page, or left over from another page
-        self._seen()[self.page] = qs
         self.applied = True
         ss = st.session_state
+        pending = {}
         for p in self._expanded():               # in order: a Dynamic's parameters see the ones applied before
             raw = current.get(p.name)
             if not raw:
@@ -206,8 +209,16 @@ class UrlState:
             except BadValue as e:
                 self.notices.append(f"**{p.name}**: {e}")
                 continue
-            if ss.get(p.key) != value:           # (the sidebar's dataset is applied by app.py, before its widget)
+            if ss.get(p.key) == value:
+                continue
+            try:
                 ss[p.key] = value
+            except StreamlitAPIException:        # a widget drawn before the page (the sidebar's dataset box)
+                pending[p.key] = value
+        if pending:                              # app.py puts them in before it draws the sidebar; the page is
+            ss["_url_pending"] = pending         # then read again from the top, the link still unapplied
+            st.rerun()
+        self._seen()[self.page] = qs
         if self.notices:
             st.warning("This link has settings the page cannot use, so their defaults are shown instead: "
                        + "; ".join(self.notices) + ".", icon=":material/link_off:")
@@ -233,7 +244,7 @@ class UrlState:
 
     def link(self) -> str:
         """This view's link: the page's address in the user's browser plus its settings."""
-        base = (st.context.url or "").split("?")[0]
+        base = shareable((st.context.url or "").split("?")[0])     # class mode: the address students can open
         return f"{base}?{query_string(self.values())}"
 
     def publish(self, container=st, note: str | None = None) -> str:
@@ -256,14 +267,8 @@ class UrlState:
         return link
 
 
-def apply_dataset(options: Sequence[str]) -> None:
-    """Before the sidebar is drawn (``app.py``): a new link's ``dataset`` into the sidebar's box, when it is one of
-    ``options`` (a bad one is left to the page's :meth:`UrlState.apply`, which says so)."""
-    raw = st.query_params.get_all("dataset")
-    if not raw or raw[-1] not in options:
-        return
-    qs = query_string({k: st.query_params.get_all(k) for k in st.query_params.keys()})
-    seen = st.session_state.setdefault("_url_seen", {})
-    if qs not in st.session_state.setdefault("_url_written", {}) and seen.get("_sidebar") != qs:
-        seen["_sidebar"] = qs           # once per link: the user's own choice afterwards is kept
-        st.session_state["dataset"] = raw[-1]
+def apply_pending() -> None:
+    """Before the sidebar is drawn (``app.py``): the link values a page could not set because their widget was
+    already drawn (the sidebar's dataset box); the page then reruns and applies the rest of the link."""
+    for key, value in st.session_state.pop("_url_pending", {}).items():
+        st.session_state[key] = value

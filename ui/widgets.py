@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.classroom import may_control
+from ui.classroom import is_visitor, job_owner, may_control
 from ui.common import divergence_advice
 
 LIVE_POINTS = 400        # steps a live chart draws at most (a chart is a few hundred pixels wide)
@@ -37,6 +37,12 @@ def fmt_s(seconds: float | None) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+def _stop(job) -> None:
+    """Stop's callback: checked again here, so a forged click from a visitor changes nothing."""
+    if may_control(job):
+        job.request_stop()
+
+
 def job_progress_row(job, snap, key: str, label: str | None = None, container=st) -> None:
     """A running job's progress bar (where it is, share done, ETA) with its Stop button beside it.
 
@@ -55,7 +61,7 @@ def job_progress_row(job, snap, key: str, label: str | None = None, container=st
     c_bar.progress(snap.progress(), text=f"{label or job.label} · {stage}{where} · {snap.progress():.0%} · "
                                          f"ETA {fmt_s(snap.eta_s())}")
     mine = may_control(job)
-    c_btn.button("Stop training", key=key, icon=":material/stop:", on_click=job.request_stop,
+    c_btn.button("Stop training", key=key, icon=":material/stop:", on_click=_stop, args=(job,),
                  disabled=job.stop.is_set() or not mine,
                  help=None if mine else "In class mode a visitor stops only their own jobs.")
 
@@ -95,9 +101,10 @@ def job_status_message(job, snap, container=st) -> None:
 
 def page_job(origin: str, state_key: str):
     """The job a page shows: the one this tab started (its id in ``st.session_state[state_key]``), else, after a
-    reload or in a new tab, the latest one started from ``origin`` (``ui.jobs.JobBoard.page_job``)."""
+    reload or in a new tab, the latest one started from ``origin`` (``ui.jobs.JobBoard.page_job``); in class mode,
+    a visitor's latest one only (another person's job neither shows nor blocks their Start button)."""
     from ui.jobs import JOBS
 
-    job = JOBS.page_job(origin, st.session_state.get(state_key))
+    job = JOBS.page_job(origin, st.session_state.get(state_key), owner=job_owner() if is_visitor() else ...)
     st.session_state[state_key] = None if job is None else job.id
     return job

@@ -17,7 +17,7 @@ import torch
 from ..data import load_dataset
 from ..evaluate import w_robust
 from ..robustness import RECORD_KEY, RobustnessReport, evaluate_robustness, read_record
-from ..runs import Run, load_model, update_summary
+from ..runs import Run, load_model, read_run, update_summary
 from ..train import did_not_learn
 
 
@@ -112,21 +112,26 @@ def filter_rows(rows: Iterable[Mapping], datasets: Sequence[str] | None = None, 
 
 def evaluate_run_robustness(path: str | Path, protocol: str = "autoattack-fast", n: int = 500, seed: int = 0,
                             progress: Callable[[float, str], None] | None = None,
-                            device: str | torch.device = "cpu") -> RobustnessReport:
+                            device: str | torch.device = "cpu",
+                            data_root: str | Path | None = None) -> RobustnessReport:
     """The robustness of a run's model (:func:`robustness.evaluate_robustness` at its dataset's eps),
     written into its ``summary.json`` under ``"robustness"``; returns the report.
 
-    Uses the first ``min(n, test size)`` test samples. Raises ``RunError`` for a run that cannot
-    be loaded and ``ValueError`` for bad settings. The CLI's ``eval --robust`` and the Trade-off
+    Uses the first ``min(n, test size)`` test samples (of ``data_root``'s files for an on-disk set). A run
+    without a clean accuracy yet (imported where its data was not) gets the report's. Raises ``RunError`` for a
+    run that cannot be loaded and ``ValueError`` for bad settings. The CLI's ``eval --robust`` and the Trade-off
     page's button both call this.
     """
     model, info, config = load_model(path, device)
-    test, _ = load_dataset(config["dataset"], "test", seed=config.get("train", {}).get("seed", 0),
+    test, _ = load_dataset(config["dataset"], "test", data_root, seed=config.get("train", {}).get("seed", 0),
                            **config.get("dataset_options", {}))
     x, y = test.tensors[:2]
     report = evaluate_robustness(model, x, y, eps=info.default_eps, protocol=protocol, n=min(n, len(x)), seed=seed,
                                  progress=progress)
-    update_summary(path, **{RECORD_KEY: report.to_dict()})
+    fields = {RECORD_KEY: report.to_dict()}
+    if read_run(path).summary.get("test_accuracy") is None:   # e.g. imported where its data was not: now it is
+        fields.update(test_accuracy=report.clean_accuracy, eval_samples=report.n)
+    update_summary(path, **fields)
     return report
 
 

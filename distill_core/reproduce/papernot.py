@@ -114,7 +114,7 @@ class Settings:
 
 
 QUICK = dict(temperatures=(1, 20, 100), epochs=1, train_fraction=0.25, batch_size=32, lr=2e-3, n_test=500, n_jsma=3,
-             n_rho=1, n_grad=50, n_break=4, n_robust=100)
+             n_rho=1, n_grad=50, n_break=4, n_robust=40)
 
 
 def settings(quick: bool = False, seed: int = 0) -> Settings:
