@@ -22,6 +22,19 @@ def page_path(url_path: str) -> str:
     return str(ROOT / page(url_path).file)
 
 
+def open_page(url_path: str, query: dict | None = None, **state) -> AppTest:
+    """Run the page at ``url_path`` on its own, with ``query`` as its address's query parameters (a link) and
+    ``state`` in session state; asserts it raised nothing."""
+    at = AppTest.from_file(page_path(url_path), default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def chart(at: AppTest, key: str) -> dict:
     """The plotly figure (as JSON) of the chart with widget key ``key``."""
     found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from distill_core.lab.lesson import COMPARED, DEFENSIVE, STANDARD, TRADES, lesson_facts, lesson_steps
 from distill_core.lab.tradeoff import tradeoff_rows
 from distill_core.reproduce import expectation_status
 from distill_core.zoo import list_zoo
-from tests._apptest import ROOT, page_path, require_zoo
+from tests._apptest import ROOT, open_page, require_zoo
 
 require_zoo(STANDARD, TRADES, DEFENSIVE, *COMPARED)
 REPRO = ROOT / "assets" / "reproductions"
@@ -26,9 +25,7 @@ def pct(v: float) -> str:
 
 
 def test_the_page_quotes_the_zoo_and_the_reproductions():
-    at = AppTest.from_file(page_path("lesson"), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
+    at = open_page("lesson")
     text = "\n".join(m.value for m in at.markdown)
     rows = {r["name"]: r for r in tradeoff_rows(list_zoo(), [])}
     for name in COMPARED:                                        # step 5: clean / AutoAttack of each method
@@ -49,11 +46,7 @@ def test_the_page_quotes_the_zoo_and_the_reproductions():
 
 @pytest.mark.parametrize("step", STEPS, ids=[s.page + "-" + s.title.split()[0].lower() for s in STEPS])
 def test_each_steps_link_opens_its_setup(step):
-    at = AppTest.from_file(page_path(step.page), default_timeout=120)
-    for k, v in step.params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, at.exception
+    at = open_page(step.page, step.params)
     assert not [w.value for w in at.warning if "This link has settings" in w.value]
     published = {k: v if isinstance(v, list) else [v] for k, v in at.query_params.items()}
     for k, v in step.params.items():

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core.methods import get_method
-from tests._apptest import chart, page_path, require_zoo
+from tests._apptest import chart, open_page, require_zoo
 from ui.url_state import BadValue, Choice, Choices, Flag, Number, query_string
 
 require_zoo("mnist-5k/standard", "mnist-5k/trades", "mnist-5k/defensive-T20", "moons/teacher")
@@ -37,19 +37,10 @@ CASES = {
 }
 
 
-def open_link(url_path: str, params: dict) -> AppTest:
-    at = AppTest.from_file(page_path(url_path), default_timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 @pytest.mark.parametrize("url_path", CASES)
 def test_a_link_sets_the_widgets_and_a_bad_value_keeps_the_default_with_a_notice(url_path):
     good, expected, (bad_name, bad_key, default), bad = CASES[url_path]
-    at = open_link(url_path, {**good, **bad})
+    at = open_page(url_path, {**good, **bad})
     for key, value in expected.items():
         got = at.session_state[key]
         assert (got == pytest.approx(value) if isinstance(value, float) else got == value), (key, got)
@@ -66,20 +57,20 @@ def test_a_link_sets_the_widgets_and_a_bad_value_keeps_the_default_with_a_notice
 
 
 def test_the_temperature_figure_shows_the_linked_T_and_a_widget_change_updates_the_link():
-    at = open_link("temperature", {"T": "5"})
+    at = open_page("temperature", {"T": "5"})
     names = [t.get("name") for t in chart(at, "temp_bars")["data"]]
     assert "T = 5.01" in names, names              # 5 in a link: the nearest T on the page's grid
     at.select_slider(key="temp_T").set_value(20.0).run()
     assert at.query_params["T"] in ("20", ["20"])
-    again = open_link("temperature", {"T": "5"})        # a new session on the same link: the link wins
+    again = open_page("temperature", {"T": "5"})        # a new session on the same link: the link wins
     assert again.session_state["temp_T"] == 5.01
 
 
 def test_an_attack_lab_link_with_run_shows_the_same_result():
     params = {"index": "0", "models": ["zoo: standard"], "attacked": "zoo: standard", "attack": "pgd",
               "eps": "0.3", "steps": "10", "run": "1"}
-    first = open_link("attack-lab", params)
-    second = open_link("attack-lab", dict(first.query_params))      # the link the first one published
+    first = open_page("attack-lab", params)
+    second = open_page("attack-lab", dict(first.query_params))      # the link the first one published
     for at in (first, second):
         assert [m.value for m in at.metric][:2] == [m.value for m in first.metric][:2]
     assert second.query_params["run"] in ("1", ["1"])

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from distill_core.data import registered_info
 from distill_core.model_import import import_checkpoint
 from distill_core.models import build_model
-from tests._apptest import ROOT, chart, page_path
+from tests._apptest import ROOT, chart, open_page
 from tests._data_files import write_cifar
 
 MODEL = "run: rn8-cifar (imported)"
@@ -35,15 +35,6 @@ def own_data(tmp_path, monkeypatch):
     return root, runs
 
 
-def run_page(url_path: str, **state) -> AppTest:
-    at = AppTest.from_file(page_path(url_path), default_timeout=120)
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_sidebar_offers_disk_sets_only_when_their_files_are_there(own_data, tmp_path, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
@@ -61,7 +52,7 @@ def test_sidebar_offers_disk_sets_only_when_their_files_are_there(own_data, tmp_
 
 def test_attack_lab_attacks_one_cifar_image_with_the_imported_model(own_data, monkeypatch):
     monkeypatch.setattr("ui.common.APP_TEST_IMAGES", 20)
-    at = run_page("attack-lab", dataset="cifar10", atk_models=[MODEL])
+    at = open_page("attack-lab", None, dataset="cifar10", atk_models=[MODEL])
     assert MODEL in at.multiselect(key="atk_models").options
     assert any("uses 20 of the 40 test images" in c.value for c in at.caption)
     at.selectbox(key="atk_name").set_value("fgsm").run()
@@ -76,13 +67,13 @@ def test_attack_lab_attacks_one_cifar_image_with_the_imported_model(own_data, mo
 
 
 def test_sensitivity_runs_on_cifar_with_the_imported_model(own_data):
-    at = run_page("sensitivity", dataset="cifar10", sens_models=[MODEL])
+    at = open_page("sensitivity", None, dataset="cifar10", sens_models=[MODEL])
     assert not at.error, [e.value for e in at.error]
     assert chart(at, "sens_gallery")["data"] and chart(at, "sens_slice")["data"]
 
 
 def test_import_form_refuses_without_a_file_and_lists_every_architecture(own_data):
-    at = run_page("train", dataset="cifar10")
+    at = open_page("train", None, dataset="cifar10")
     form_button = next(b for b in at.button if b.label == "Import")
     assert set(at.selectbox(key="train_import_arch").options) >= {"resnet18", "resnet56", "wrn-34-10"}
     form_button.click().run()
