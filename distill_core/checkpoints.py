@@ -254,7 +254,7 @@ def _from_legacy_resnet(model: nn.Module, state: Mapping[str, torch.Tensor], own
     return out
 
 
-def _normalize_keys(model: nn.Module) -> list[tuple[str, str]]:
+def normalize_keys(model: nn.Module) -> list[tuple[str, str]]:
     """The state-dict keys of the model's :class:`~distill_core.models.Normalize` buffers, per layer:
     ``("normalize.mean", "normalize.std")`` in the ResNets, ``("0.mean", "0.std")`` in the Sequential models."""
     return [(f"{name}.mean", f"{name}.std") for name, m in model.named_modules() if isinstance(m, Normalize) and name]
@@ -281,7 +281,7 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, name:
     for key in [k for k in state if k.startswith(UNUSED_PREFIXES) and k not in own]:
         del state[key]
     if identity_normalize:
-        for mean, std in _normalize_keys(model):
+        for mean, std in normalize_keys(model):
             if mean not in state and std not in state:
                 state[mean], state[std] = torch.zeros_like(own[mean]), torch.ones_like(own[std])
     missing = [k for k in own if k not in state]

@@ -24,20 +24,18 @@ import hashlib
 import math
 import os
 import pickle
-import re
 from pathlib import Path
 from typing import IO
 
 import torch
 
-from .checkpoints import CheckpointError, fit_state_dict, one_line, read_state_dict
+from .checkpoints import CheckpointError, fit_state_dict, normalize_keys, one_line, read_state_dict
 from .data import DatasetInfo, files_present, list_datasets, load_dataset, registered_info
-from .models import Normalize, build_model, list_models
-from .runs import create_run, new_run_name, read_run
+from .models import build_model, list_models
+from .runs import create_run, new_run_name, read_run, safe_name
 from .train import did_not_learn, evaluate_accuracy
 
 IMPORTED = "imported"                       # the ``method`` an imported run records
-NAME_PATTERN = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 80
 
 
@@ -48,7 +46,7 @@ class ModelImportError(ValueError):
 def run_folder_name(name: str) -> str:
     """A user's name for a model as a run folder name: letters, digits, ``.``, ``_`` and ``-`` (other runs of
     characters become one ``-``), at most 80 characters; :class:`ModelImportError` when nothing is left."""
-    folder = NAME_PATTERN.sub("-", name.strip()).strip("-.")[:MAX_NAME]
+    folder = safe_name(name, MAX_NAME)
     if not folder:
         raise ModelImportError(f"the name {name!r} has no letters or digits to make a folder name from")
     return folder
@@ -79,8 +77,7 @@ def _dataset_mismatch(state: dict[str, torch.Tensor], info: DatasetInfo, name: s
 
 
 def _has_normalize_buffers(state: dict[str, torch.Tensor], model: torch.nn.Module) -> bool:
-    names = [f"{n}.{b}" for n, m in model.named_modules() if isinstance(m, Normalize) and n for b in ("mean", "std")]
-    return any(k in state for k in names)
+    return any(k in state for pair in normalize_keys(model) for k in pair)
 
 
 def import_checkpoint(source: str | os.PathLike | bytes | IO[bytes], arch: str, dataset: str,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -196,6 +197,16 @@ def _process_alive(pid: int, started: str | None) -> bool:
     except PermissionError:                            # it exists, under another user
         return True
     return True
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str, limit: int = 120) -> str:
+    """``text`` as a file or folder name: runs of characters outside ``[A-Za-z0-9._-]`` become one ``-``, the ends
+    lose ``-``, ``.`` and ``_``, at most ``limit`` characters ("" when nothing is left). Run folders of imported
+    models and the names of exported charts use it."""
+    return _UNSAFE.sub("-", str(text)).strip("-._")[:limit].rstrip("-._")
 
 
 def new_run_name(config: dict) -> str:

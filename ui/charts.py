@@ -15,11 +15,12 @@ Live charts (redrawn every second while a job runs) pass ``svg=False`` until the
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
+
+from distill_core.runs import safe_name
 
 PNG_SCALE = 3            # a 700-pixel chart saves as 2100 pixels: sharp on a projected or 4K slide
 SVG_WIDTH = 1000         # pixels, when the figure sets no width (plotly's default, 700, squeezes wide charts)
@@ -34,8 +35,7 @@ def chart_file_name(*parts: object) -> str:
     ``"chart"`` when nothing is left. Example: ``chart_file_name("attack-lab", "pgd", "eps0.30",
     "zoo/standard")`` is ``"attack-lab_pgd_eps0.30_zoo-standard"``.
     """
-    cleaned = (re.sub(r"[^A-Za-z0-9._-]+", "-", str(p)).strip("-._") for p in parts)
-    return "_".join(c for c in cleaned if c)[:_MAX_NAME].rstrip("-._") or "chart"
+    return safe_name("_".join(c for c in map(safe_name, parts) if c), _MAX_NAME) or "chart"
 
 
 def chart_config(name: str) -> dict:
