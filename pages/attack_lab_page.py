@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 
 import numpy as np
 import streamlit as st
@@ -39,53 +40,62 @@ def random_index(n: int) -> None:
     st.session_state.atk_index = int(np.random.default_rng().integers(n))
 
 
+def param_bounds(attack: str, name: str, default, info) -> tuple[float, float | None]:
+    """The range an attack option accepts, in its widget and in a link: eps up to 1 in pixel units (0.1 on sets
+    whose budget is below 0.1, such as CIFAR's 8/255; ten times that for L2), theta in [-1, 1], gamma in [0, 1],
+    counts 1-2000, other numbers >= 0."""
+    if name == "eps":
+        return 0.0, (1.0 if info.default_eps >= 0.1 else 0.1) * (10 if get_attack(attack).distance == "l2" else 1)
+    if name in ("theta", "gamma"):
+        return (-1.0 if name == "theta" else 0.0), 1.0
+    return (1, 2000) if isinstance(default, int) else (0.0, None)
+
+
+def attack_settings(attack: str, info) -> dict:
+    """The attack's own options a user sets (``attack_defaults`` less its fixed ones), name -> default."""
+    fixed = dict(get_attack(attack).fixed)
+    return {k: v for k, v in attack_defaults(attack, info).items() if k not in fixed}
+
+
 def link_params(attack: str, info) -> list[Param]:
     """The attack's own settings in a link, under their names (``eps``, ``steps``, ``loss`` ...), bounded as
-    :func:`param_widget`'s widgets are."""
+    their widgets are (:func:`param_bounds`)."""
     if attack not in list_attacks():
         return []
-    spec, out = get_attack(attack), []
-    eps_max = 1.0 if info.default_eps >= 0.1 else 0.1
-    for name, default in attack_defaults(attack, info).items():
-        if name in dict(spec.fixed):
-            continue
+    out: list[Param] = []
+    for name, default in attack_settings(attack, info).items():
         key = f"atk_p_{attack}_{name}"
         if isinstance(default, bool):
             out.append(Flag(name, key))
-        elif name == "eps":
-            out.append(Number(name, key, 0.0, eps_max * (10 if spec.distance == "l2" else 1)))
-        elif name in ("theta", "gamma"):
-            out.append(Number(name, key, -1.0 if name == "theta" else 0.0, 1.0))
-        elif isinstance(default, int):
-            out.append(Number(name, key, 1, 2000, integer=True))
-        elif isinstance(default, float):
-            out.append(Number(name, key, 0.0))
+        elif isinstance(default, (int, float)):
+            lo, hi = param_bounds(attack, name, default, info)
+            out.append(Number(name, key, lo, math.inf if hi is None else hi, integer=isinstance(default, int)))
     options = attack_options(attack)
     if options[0].param is not None:
         out.append(Choice(options[0].param, f"atk_p_{attack}_{options[0].param}", [o.value for o in options]))
     return out
 
 
-def param_widget(attack: str, name: str, default, distance: str, eps_max: float):
+def param_widget(attack: str, name: str, default, info):
     """One attack option as a widget initialised from ``attack_defaults``; keys are per attack."""
     key = f"atk_p_{attack}_{name}"
     if isinstance(default, bool):
         return st.checkbox(name, value=default, key=key)
+    if not isinstance(default, (int, float)):
+        st.caption(f"{name} = {default}")
+        return default
+    lo, hi = param_bounds(attack, name, default, info)
     if name == "eps":
-        hi = eps_max * (10 if distance == "l2" else 1)
-        return st.slider("eps (budget" + (", L2)" if distance == "l2" else ", Linf, pixel units)"), 0.0, hi,
-                         float(default), step=hi / 100, key=key)
+        l2 = get_attack(attack).distance == "l2"
+        return st.slider("eps (budget" + (", L2)" if l2 else ", Linf, pixel units)"), lo, hi, float(default),
+                         step=hi / 100, key=key)
     if name in ("theta", "gamma"):
-        lo = -1.0 if name == "theta" else 0.0
-        return st.slider(name, lo, 1.0, float(default), step=0.005, key=key,
+        return st.slider(name, lo, hi, float(default), step=0.005, key=key,
                          help="theta: change per chosen pixel; gamma: the largest fraction of pixels changed")
     if isinstance(default, int):
-        return int(st.number_input(name, 1, 2000, int(default), step=1, key=key))
-    if isinstance(default, float):
-        fmt = "%.1e" if 0 < abs(default) < 1e-2 else "%.4f"
-        return float(st.number_input(name, 0.0, None, float(default), format=fmt, key=key))
-    st.caption(f"{name} = {default}")
-    return default
+        return int(st.number_input(name, lo, hi, int(default), step=1, key=key))
+    fmt = "%.1e" if 0 < abs(default) < 1e-2 else "%.4f"
+    return float(st.number_input(name, lo, hi, float(default), format=fmt, key=key))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -220,14 +230,12 @@ with c1:
     if attack == "cw_l2":
         st.caption("C&W runs steps x binary_search_steps Adam steps (900 by default): several seconds on a CPU.")
 with c2:
-    defaults = attack_defaults(attack, info)
-    fixed = dict(spec.fixed)
     accepted = inspect.signature(spec.fn).parameters
     params = {}
     p_cols = st.columns(3)
-    for i, (name, default) in enumerate(d for d in defaults.items() if d[0] not in fixed):
+    for i, (name, default) in enumerate(attack_settings(attack, info).items()):
         with p_cols[i % 3]:
-            params[name] = param_widget(attack, name, default, spec.distance, 1.0 if info.default_eps >= 0.1 else 0.1)
+            params[name] = param_widget(attack, name, default, info)
 options = attack_options(attack)
 param = options[0].param
 
