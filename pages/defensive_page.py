@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from distill_core.data import list_datasets
 from distill_core.lab.tradeoff import train_temperature
 from distill_core.papers import defensive
 from distill_core.papers.defensive import (
@@ -34,7 +35,7 @@ from distill_core.plots.defensive import (
     sweep_figure,
     training_figure,
 )
-from distill_core.reproduce import expectation_status
+from distill_core.reproduce import default_out, expectation_status
 from distill_core.runs import RunError, list_runs
 from distill_core.train import Event
 from distill_core.zoo import list_zoo
@@ -56,7 +57,7 @@ from ui.url_state import Choice, Flag, Number, UrlState
 from ui.widgets import LIVE_POINTS, LIVE_REDRAW_S, fmt_s, job_progress_row, job_status_message, page_job
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_SWEEP = ROOT / "assets" / "reproductions" / "papernot" / "results.json"
+SHIPPED_SWEEP = default_out("papernot") / "results.json"
 BREAK_DEFAULT = "mnist-5k/defensive-T100"
 UNDISTILLED = "mnist-5k/standard"
 
@@ -70,7 +71,7 @@ share = st.container()
 
 def _dd_sets() -> list[str]:
     """The paper's MNIST (embedded), a 2-D set to see it on points, and the full image sets whose files are on disk."""
-    return ["mnist-5k", "moons"] + [n for n in app_datasets() if n in ("mnist", "fashion-mnist", "cifar10")]
+    return ["mnist-5k", "moons"] + [n for n in app_datasets() if n not in list_datasets(embedded_only=True)]
 
 
 def _break_set() -> str:

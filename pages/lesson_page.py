@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from distill_core.lab.lesson import LESSON_IMAGE, STANDARD, lesson_facts, lesson_steps, temperature_fact
 from distill_core.lab.tradeoff import tradeoff_rows
-from distill_core.reproduce import expectation_status
+from distill_core.reproduce import expectation_status, shipped_results
 from distill_core.zoo import list_zoo
 from ui.common import dataset, init_state, zoo_model
 from ui.navigation import page
 from ui.url_state import UrlState, query_string
-
-ROOT = Path(__file__).resolve().parents[1]
-REPRODUCTIONS = ROOT / "assets" / "reproductions"
-
-
-@st.cache_data(show_spinner=False)
-def _results(name: str) -> dict | None:
-    path = REPRODUCTIONS / name / "results.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @st.cache_data(show_spinner=False)
@@ -54,9 +39,9 @@ zoo_names = {m["name"] for m in zoo}
 if STANDARD not in zoo_names:
     st.warning("The shipped zoo is missing (`python -m distill_core zoo build`): the lesson quotes its models.")
     st.stop()
-mtard = _results("mtard")
+mtard = shipped_results("mtard")
 claims = [(expectation_status(e), e["claim"], e["detail"]) for e in (mtard or {}).get("expectations", [])]
-facts = lesson_facts(tradeoff_rows(zoo, []), _results("papernot"), mtard, _temperature(), claims)
+facts = lesson_facts(tradeoff_rows(zoo, []), shipped_results("papernot"), mtard, _temperature(), claims)
 steps = lesson_steps(facts)
 st.caption(" → ".join(f"**{i}** {s.title} ({s.minutes} min)" for i, s in enumerate(steps, 1))
            + f" · {sum(s.minutes for s in steps)} minutes in all.")

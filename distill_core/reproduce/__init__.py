@@ -27,6 +27,7 @@ Progress goes to stderr.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import shlex
 import sys
@@ -56,6 +57,15 @@ REPRODUCTIONS_DIR = REPO_ROOT / "assets" / "reproductions"
 def default_out(experiment: str) -> Path:
     """Where a full run writes by default: ``assets/reproductions/<experiment>/`` in the repository (absolute)."""
     return REPRODUCTIONS_DIR / experiment
+
+
+def shipped_results(experiment: str) -> dict | None:
+    """The shipped ``results.json`` of ``experiment`` (:func:`default_out`); None when it is missing or unreadable."""
+    try:
+        results = json.loads((default_out(experiment) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) else None
 
 
 def recorded_path(path: str | Path) -> str:
