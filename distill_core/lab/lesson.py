@@ -48,10 +48,8 @@ def lesson_facts(zoo_rows: Sequence[Mapping], papernot: Mapping | None, mtard: M
     and mtard reproductions' ``results.json`` (None when missing), :func:`temperature_fact`, and the mtard
     reproduction's verdicts as ``(status, claim, detail)`` (``reproduce.expectation_status`` gives the status)."""
     by_name = {r["name"]: r for r in zoo_rows}
-    facts: dict[str, Any] = {
-        name: {"clean": by_name.get(name, {}).get("clean"), "robust": by_name.get(name, {}).get("robust"),
-               "apparent": by_name.get(name, {}).get("apparent"), "masked": by_name.get(name, {}).get("masked")}
-        for name in (STANDARD, DEFENSIVE, *COMPARED)}
+    facts: dict[str, Any] = {name: {k: by_name.get(name, {}).get(k) for k in ("clean", "robust", "apparent", "masked")}
+                             for name in (STANDARD, DEFENSIVE, *COMPARED)}
     facts["temperature"] = dict(temperature or {})
     papernot = papernot or {}
     sweep = {float(r["T"]): r for r in papernot.get("sweep", [])}
